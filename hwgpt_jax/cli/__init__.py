@@ -1,0 +1,39 @@
+"""The `hwgpt` command line: one subcommand module per pipeline stage.
+
+Each module in `COMMANDS` exposes `register(subparsers)`, which adds its parser and sets
+`func(args) -> int` as the handler. Errors in user input surface as one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("space",)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hwgpt", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"hwgpt_jax.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
+        print(f"hwgpt {args.command}: error: {err}", file=sys.stderr)
+        return 2

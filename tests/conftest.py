@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny configurations and the optional published HW-GPT-Bench data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hwgpt-bench"
+
+
+@pytest.fixture(scope="session")
+def published():
+    """Loader of the published arrays of one scale; skips when the data is absent."""
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def load(scale: str) -> dict[str, np.ndarray]:
+        path = REFERENCE_DIR / f"hwgpt_{scale}_full.npz"
+        if not path.exists():
+            pytest.skip(f"published HW-GPT-Bench data not found at {path}")
+        if scale not in cache:
+            with np.load(path, allow_pickle=False) as data:
+                cache[scale] = {k: data[k] for k in data.files}
+        return cache[scale]
+
+    return load
