@@ -57,7 +57,8 @@ def _show(args: argparse.Namespace) -> int:
         per_layer = " (per layer)" if name in ("n_head", "mlp_ratio") else ""
         print(f"  {name:<10} {values}{per_layer}")
     print(f"  head size {space.head_size}, block size {space.block_size}, "
-          f"Lmax {space.max_layers}, vocabulary {space.vocab_size} (padded {space.padded_vocab_size})")
+          f"Lmax {space.max_layers}, vocabulary {space.vocab_size} "
+          f"(padded {space.padded_vocab_size})")
     return 0
 
 
