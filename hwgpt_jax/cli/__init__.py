@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("space",)
+COMMANDS = ("space", "train")
 
 
 class CliError(Exception):

@@ -1,0 +1,55 @@
+"""`hwgpt train`: sandwich-rule supernet training from a TOML preset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.train import Trainer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a supernet (sandwich rule, pmap)")
+    parser.add_argument("--config", required=True, help="TOML preset, e.g. train/tiny.toml")
+    parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--out", default="runs/train", help="run folder (checkpoints, logs)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--corpus", help="override data.corpus: 'bbc', a path or a dataset name")
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    cfg = ExperimentConfig.from_toml(args.config)
+    if args.steps is not None:
+        cfg = cfg.replace(train={"steps": args.steps})
+    if args.corpus is not None:
+        cfg = cfg.replace(data={"corpus": args.corpus})
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    out = Path(args.out)
+    with tqdm(desc="tokenizing", unit="doc", leave=False) as bar:
+        def on_prepare(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done)
+        trainer = Trainer(cfg, out, resume=args.resume, on_prepare=on_prepare)
+    with tqdm(total=cfg.train.steps, initial=trainer.step_count, desc="training",
+              unit="step") as bar:
+        def on_metrics(metrics: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                            tok_s=f"{metrics['tokens_per_s']:.0f}")
+            if "val_ppl/largest" in metrics:
+                bar.write(json.dumps({k: round(v, 2) for k, v in metrics.items()
+                                      if k.startswith("val_ppl") or k == "step"}))
+        last = trainer.run(on_metrics=on_metrics)
+    trainer.close()
+    summary = {k: v for k, v in last.items() if k.startswith(("step", "val_ppl", "loss"))}
+    print(json.dumps({"out": str(out), **summary}))
+    return 0

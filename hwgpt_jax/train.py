@@ -1,0 +1,374 @@
+"""Sandwich-rule supernet training, data parallel with `jax.pmap`, with exact resume.
+
+Each step trains the largest, the smallest and K random architectures on the same batch
+(the sandwich rule of BigNAS/OFA, Yu et al. 2020, arXiv 2003.11142, as used by HW-GPT-Bench)
+and applies the sum of their gradients once. Every local device gets its own batch shard and
+its own random archs; gradients are averaged over devices.
+
+Why one compiled gradient function per embedding dimension: a masked supernet costs as much as
+the largest arch whatever the arch, because masks do not remove work. Slicing the parameters to
+a member's embed dim (a static, at most 3 values) removes most of that waste while heads, MLP
+ratios, depth and bias stay traced data, so at most 3 gradient programs (plus one update) serve
+every architecture. Within one step a random member's embed dim is shared by all devices
+(pmap runs one program); its other choices differ per device.
+
+Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
+state, and each step's archs come from `fold_in(seed key, step)`, so a run stopped at step k
+and resumed ends bit-identical (on the same device count) to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from hwgpt_jax import data as data_lib
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.model import Params, init_params, masked_forward, weight_decay_mask
+from hwgpt_jax.space import Arch, SearchSpace, get_space
+
+AXIS = "devices"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became non-finite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------- pure pieces
+def make_schedule(cfg: ExperimentConfig) -> optax.Schedule:
+    """Linear warmup from 0 to `lr`, then cosine decay to `min_lr_ratio * lr` at the last step."""
+    opt = cfg.optim
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=opt.lr, warmup_steps=opt.warmup_steps,
+        decay_steps=max(cfg.train.steps, opt.warmup_steps + 1),
+        end_value=opt.min_lr_ratio * opt.lr)
+
+
+def make_optimizer(cfg: ExperimentConfig) -> optax.GradientTransformation:
+    """AdamW on `make_schedule`, global-norm clipping, and no weight decay on biases and
+    LayerNorm parameters."""
+    opt = cfg.optim
+    return optax.chain(
+        optax.clip_by_global_norm(opt.grad_clip),
+        optax.adamw(make_schedule(cfg), b1=opt.beta1, b2=opt.beta2,
+                    weight_decay=opt.weight_decay, mask=weight_decay_mask),
+    )
+
+
+def slice_embed_dim(params: Params, dim: int, max_ratio: int) -> Params:
+    """Leading slice of every embedding-dim axis (and MLP hidden axis) of supernet params."""
+    hidden = max_ratio * dim
+    b = params["blocks"]
+    return {
+        "token_embedding": params["token_embedding"][:, :dim],
+        "blocks": b | {
+            "ln1_scale": b["ln1_scale"][:, :dim], "ln1_bias": b["ln1_bias"][:, :dim],
+            "ln2_scale": b["ln2_scale"][:, :dim], "ln2_bias": b["ln2_bias"][:, :dim],
+            "qkv_kernel": b["qkv_kernel"][:, :dim],
+            "attn_out_kernel": b["attn_out_kernel"][..., :dim],
+            "attn_out_bias": b["attn_out_bias"][:, :dim],
+            "fc_kernel": b["fc_kernel"][:, :dim, :hidden], "fc_bias": b["fc_bias"][:, :hidden],
+            "proj_kernel": b["proj_kernel"][:, :hidden, :dim],
+            "proj_bias": b["proj_bias"][:, :dim],
+        },
+        "ln_f_scale": params["ln_f_scale"][:dim], "ln_f_bias": params["ln_f_bias"][:dim],
+    }
+
+
+def lm_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
+            compute_dtype: Any = None) -> jax.Array:
+    """Mean next-token cross-entropy of one arch on windows (B, T + 1); padded vocab ids
+    beyond the real vocabulary never occur as targets."""
+    logits = masked_forward(params, windows[:, :-1], arch, space, compute_dtype)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, windows[:, 1:]).mean()
+
+
+def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
+                  space: SearchSpace, dim: int, compute_dtype: Any) -> tuple[Params, jax.Array]:
+    """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1)."""
+    def loss_fn(full: Params, micro: jax.Array) -> jax.Array:
+        return lm_loss(slice_embed_dim(full, dim, max(space.mlp_ratios)), micro, arch, space,
+                       compute_dtype)
+
+    def micro_step(carry: tuple[Params, jax.Array], micro: jax.Array):
+        grads, total = carry
+        loss, g = jax.value_and_grad(loss_fn)(params, micro)
+        return (jax.tree.map(jnp.add, grads, g), total + loss), None
+
+    n_micro = windows.shape[0]
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
+    acc = jax.tree.map(lambda a, g: a + g / n_micro, acc, grads)
+    return acc, jax.lax.pmean(total / n_micro, AXIS)
+
+
+def _apply_update(params: Params, opt_state: Any, grads: Params,
+                  tx: optax.GradientTransformation) -> tuple[Params, Any, jax.Array]:
+    grads = jax.lax.pmean(grads, AXIS)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
+
+
+def replicate(tree: Any, devices: list[Any]) -> Any:
+    """Copies of every leaf along a leading device axis, one per device (pmap's layout)."""
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    return jax.tree.map(
+        lambda x: jax.device_put(jnp.broadcast_to(x, (len(devices),) + jnp.shape(x)), sharding),
+        tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim."""
+
+    name: str
+    arch: Arch
+    embed_dim: int
+
+
+def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
+                     num_random: int) -> list[Member]:
+    """Largest, smallest and `num_random` random archs, each laid out per device.
+
+    A random member's embed dim is one draw shared by all devices; its other choices are
+    drawn independently per device, so marginally every choice is still uniform.
+    """
+    def tile(arch: Arch) -> Arch:
+        return jax.tree.map(lambda x: np.broadcast_to(x, (n_devices,) + np.shape(x)),
+                            arch.to_numpy())
+
+    members = [Member("largest", tile(space.largest()), max(space.embed_dims)),
+               Member("smallest", tile(space.smallest()), min(space.embed_dims))]
+    for i in range(num_random):
+        k_dim, k_arch = jax.random.split(jax.random.fold_in(key, i))
+        genes = space.genes(space.sample(k_arch, n_devices).to_numpy())
+        genes[:, 0] = int(jax.random.randint(k_dim, (), 0, len(space.embed_dims)))
+        arch = space.from_genes(genes).to_numpy()
+        members.append(Member(f"random{i}", arch, int(arch.embed_dim[0])))
+    return members
+
+
+# ---------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Owns the replicated state, the compiled step functions, the data stream and checkpoints.
+
+    `run()` trains to `cfg.train.steps`; `step()` does one sandwich step and returns its
+    metrics. State lives on the devices replicated along a leading device axis.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, out_dir: str | Path, *, resume: bool = False,
+                 devices: list[Any] | None = None,
+                 on_prepare: Callable[[int, int], None] | None = None) -> None:
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.space = get_space(cfg.model.scale)
+        self.devices = devices or jax.local_devices()
+        n_dev = len(self.devices)
+        if cfg.train.batch_size % (n_dev * cfg.train.grad_accum):
+            raise ValueError(f"batch_size {cfg.train.batch_size} must be divisible by "
+                             f"devices x grad_accum = {n_dev} x {cfg.train.grad_accum}")
+        self.compute_dtype = None if cfg.model.compute_dtype == "float32" else jnp.dtype(
+            cfg.model.compute_dtype)
+        self.manager = ocp.CheckpointManager(
+            (self.out_dir / "checkpoints").resolve(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=cfg.train.keep_checkpoints,
+                                                 create=True),
+            item_names=("state", "data", "meta"))
+        resume_step = self._check_resumable() if resume else None
+        self.tx, self.schedule = make_optimizer(cfg), make_schedule(cfg)
+        self.shards = data_lib.prepare_corpus(
+            cfg.data.corpus, cfg.data.data_dir or self.out_dir / "data", seed=cfg.data.seed,
+            val_fraction=cfg.data.val_fraction, progress=on_prepare)
+        self.val_windows = data_lib.validation_windows(
+            self.shards, cfg.train.seq_len, max_windows=cfg.train.eval_windows)
+        self.iterator = data_lib.train_iterator(
+            self.shards, cfg.train.batch_size, cfg.train.seq_len, seed=cfg.train.seed,
+            process_index=jax.process_index(), process_count=jax.process_count())
+        init_key, self.key = jax.random.split(jax.random.key(cfg.train.seed))
+        self._grad_fns: dict[int, Callable] = {}
+        self._update = jax.pmap(_apply_update, AXIS, static_broadcasted_argnums=(3,),
+                                donate_argnums=(0, 1), devices=self.devices)
+        self._eval = jax.jit(jax.vmap(lm_loss, in_axes=(None, None, 0, None)),
+                             static_argnums=(3,))
+        params = init_params(init_key, self.space)
+        state = (params, self.tx.init(params))
+        self.step_count = 0
+        if resume_step is not None:
+            state = self._restore(resume_step, state)
+        self.params, self.opt_state = replicate(state, self.devices)
+
+    # -- one step
+    def _grad_fn(self, dim: int) -> Callable:
+        if dim not in self._grad_fns:
+            self._grad_fns[dim] = jax.pmap(
+                _member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6), donate_argnums=(1,),
+                devices=self.devices)
+        return self._grad_fns[dim]
+
+    def step(self, members: list[Member] | None = None) -> dict[str, Any]:
+        """One sandwich step on the next batch; `members` overrides the sampled sandwich."""
+        cfg, n_dev = self.cfg.train, len(self.devices)
+        batch = next(self.iterator)  # (batch, seq + 1) for this process
+        windows = batch.reshape(n_dev, cfg.grad_accum, -1, batch.shape[-1])
+        if members is None:
+            members = sandwich_members(self.space, jax.random.fold_in(self.key, self.step_count),
+                                       n_dev, cfg.num_random_archs)
+        acc = jax.tree.map(jnp.zeros_like, self.params)
+        losses = {}
+        for member in members:
+            acc, loss = self._grad_fn(member.embed_dim)(
+                self.params, acc, windows, member.arch, self.space, member.embed_dim,
+                self.compute_dtype)
+            # Reading the loss blocks on the step: CPU collectives deadlock when many pmapped
+            # programs are in flight at once (DESIGN.md).
+            losses[member.name] = float(loss[0])
+        if not all(math.isfinite(v) for v in losses.values()):
+            self.manager.wait_until_finished()
+            raise TrainingDivergedError(
+                f"non-finite loss {losses} at step {self.step_count + 1}; stopped, the last "
+                f"good checkpoint (step {self.manager.latest_step()}) is intact")
+        self.params, self.opt_state, grad_norm = self._update(
+            self.params, self.opt_state, acc, self.tx)
+        self.step_count += 1
+        metrics = {"step": self.step_count, "loss": float(np.mean(list(losses.values()))),
+                   **{f"loss/{k}": v for k, v in losses.items()},
+                   "grad_norm": float(grad_norm[0]),
+                   "lr": float(self.schedule(self.step_count - 1)),
+                   "tokens": self.step_count * cfg.batch_size * cfg.seq_len}
+        return metrics
+
+    # -- validation
+    def validate(self) -> dict[str, float]:
+        """Validation perplexity of the smallest, mid and largest archs (masked supernet)."""
+        named = {"smallest": self.space.smallest(), "mid": self.space.mid(),
+                 "largest": self.space.largest()}
+        archs = Arch.concatenate(list(named.values()))
+        params = jax.tree.map(lambda x: x[0], self.params)
+        losses = np.zeros(len(named))
+        batches = np.array_split(self.val_windows, max(1, len(self.val_windows) // 8))
+        for windows in batches:
+            losses += np.asarray(self._eval(params, jnp.asarray(windows), archs, self.space)) \
+                * len(windows)
+        losses /= len(self.val_windows)
+        return {f"val_ppl/{name}": float(np.exp(loss)) for name, loss in zip(named, losses,
+                                                                              strict=True)}
+
+    # -- checkpoints
+    def host_params(self) -> Params:
+        return jax.device_get(jax.tree.map(lambda x: x[0], self.params))
+
+    def save(self) -> None:
+        state = jax.device_get(jax.tree.map(lambda x: x[0], (self.params, self.opt_state)))
+        meta = {"scale": self.space.scale, "step": self.step_count,
+                "config": self.cfg.to_dict(), "space": self.space.choices(),
+                "devices": len(self.devices), "jax": jax.__version__}
+        self.manager.save(self.step_count, args=ocp.args.Composite(
+            state=ocp.args.StandardSave({"params": state[0], "opt_state": state[1]}),
+            data=ocp.args.JsonSave(self.iterator.get_state()),
+            meta=ocp.args.JsonSave(meta)))
+
+    def _check_resumable(self) -> int:
+        """The latest checkpoint's step, after checking it belongs to this configuration."""
+        step = self.manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}")
+        meta = self.manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+        if meta["scale"] != self.space.scale:
+            raise ValueError(f"checkpoint in {self.out_dir} is of scale {meta['scale']!r}, "
+                             f"the config asks for {self.space.scale!r}")
+        return step
+
+    def _restore(self, step: int, state: tuple[Params, Any]) -> tuple[Params, Any]:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                {"params": state[0], "opt_state": state[1]})
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+        self.iterator.set_state(restored["data"])
+        self.step_count = step
+        return restored["state"]["params"], restored["state"]["opt_state"]
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    # -- the loop
+    def run(self, until: int | None = None,
+            on_metrics: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to step `until` (default: the configured steps), validating, logging and
+        checkpointing on the configured intervals. Returns the last metrics."""
+        cfg = self.cfg.train
+        until = cfg.steps if until is None else until
+        log_path = self.out_dir / "metrics.jsonl"
+        _truncate_log(log_path, self.step_count)
+        metrics: dict[str, Any] = {}
+        with log_path.open("a") as log:
+            while self.step_count < until:
+                start = time.perf_counter()
+                metrics = self.step()
+                seconds = time.perf_counter() - start
+                metrics["step_seconds"] = seconds
+                metrics["tokens_per_s"] = cfg.batch_size * cfg.seq_len / seconds
+                last = self.step_count == until
+                if cfg.eval_every and (self.step_count % cfg.eval_every == 0 or last):
+                    metrics |= self.validate()
+                if self.step_count % cfg.checkpoint_every == 0 or last:
+                    self.save()
+                if self.step_count % cfg.log_every == 0 or last or "val_ppl/largest" in metrics:
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                if on_metrics is not None:
+                    on_metrics(metrics)
+        self.manager.wait_until_finished()
+        return metrics
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past `step` (a resumed run rewrites them)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
+
+
+def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, Any]]:
+    """Parameters and metadata of the latest checkpoint in `checkpoint_dir` (a run folder or
+    its `checkpoints/` subfolder)."""
+    path = Path(checkpoint_dir).resolve()
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    manager = ocp.CheckpointManager(path, item_names=("state", "data", "meta"))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {path}")
+        meta = manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+        cfg = ExperimentConfig.from_dict(meta["config"])
+        space = get_space(meta["scale"])
+
+        def fresh() -> dict[str, Any]:
+            params = init_params(jax.random.key(0), space)
+            return {"params": params, "opt_state": make_optimizer(cfg).init(params)}
+
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(jax.eval_shape(fresh))))
+    finally:
+        manager.close()
+    return restored["state"]["params"], meta

@@ -1,0 +1,181 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.space import get_space
+from hwgpt_jax.train import Trainer, TrainingDivergedError, load_trained_params, sandwich_members
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small local corpus: 40 documents of pseudo-random words (fast to tokenize)."""
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "model", "token", "layer", "head", "news",
+             "market", "game", "vote", "energy", "chip", "latency", "search"]
+    docs = [" ".join(rng.choice(words, size=300)) for _ in range(40)]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join(docs))
+    return str(path)
+
+
+def tiny_config(corpus, **train):
+    base = {"steps": 4, "batch_size": 2, "seq_len": 16, "eval_every": 0, "eval_windows": 2,
+            "checkpoint_every": 2, "log_every": 1, "num_random_archs": 1}
+    return ExperimentConfig.from_dict({
+        "model": {"scale": "tiny"}, "data": {"corpus": corpus},
+        "optim": {"lr": 1e-3, "warmup_steps": 1}, "train": base | train})
+
+
+def host(trainer):
+    return jax.tree.leaves(trainer.host_params())
+
+
+def test_presets_load():
+    for scale in ("tiny", "s", "m", "l"):
+        cfg = ExperimentConfig.from_toml(f"train/{scale}.toml")
+        assert cfg.model.scale == scale
+        assert cfg.optim.beta2 == 0.95 and cfg.optim.grad_clip == 1.0
+    assert ExperimentConfig.from_toml("train/s.toml").optim.lr == 3.16e-4
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"train": {"stepz": 3}}, r"unknown config key\(s\) \['stepz'\] in \[train\]"),
+    ({"trainer": {}}, r"unknown config section\(s\) \['trainer'\]"),
+    ({"train": {"steps": 0}}, r"train.steps=0; expected a positive integer"),
+    ({"model": {"scale": "xl"}}, r"unknown scale 'xl'"),
+    ({"train": {"seq_len": 512}}, r"seq_len=512 exceeds the tiny block size 256"),
+])
+def test_bad_config(data, message):
+    with pytest.raises(ValueError, match=message):
+        ExperimentConfig.from_dict(data)
+
+
+def test_sandwich_members_layout():
+    space = get_space("tiny")
+    members = sandwich_members(space, jax.random.key(0), n_devices=2, num_random=3)
+    assert [m.name for m in members] == ["largest", "smallest", "random0", "random1", "random2"]
+    for member in members:
+        assert member.arch.embed_dim.shape == (2,)
+        assert np.all(member.arch.embed_dim == member.embed_dim)  # one program per member
+        space.validate(member.arch)
+    assert members[0].embed_dim == 256 and members[1].embed_dim == 64
+
+
+@pytest.fixture(scope="module")
+def reference_run(corpus, tmp_path_factory):
+    """An uninterrupted 4-step run with checkpoints at steps 2 and 4."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    trainer = Trainer(tiny_config(corpus), out)
+    trainer.run()
+    trainer.close()
+    return trainer, out
+
+
+def test_resume_equals_uninterrupted(corpus, tmp_path, reference_run):
+    reference, _ = reference_run
+    first = Trainer(tiny_config(corpus), tmp_path)
+    first.run(until=2)  # "killed" after the step-2 checkpoint
+    first.close()
+    resumed = Trainer(tiny_config(corpus), tmp_path, resume=True)
+    assert resumed.step_count == 2
+    last = resumed.run()
+    resumed.close()
+    assert last["step"] == 4
+    for a, b in zip(host(reference), host(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1, 2, 3, 4]
+    params, meta = load_trained_params(tmp_path)
+    assert meta["step"] == 4 and meta["scale"] == "tiny"
+    for a, b in zip(jax.tree.leaves(params), host(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_decreases_and_validation_orders(reference_run):
+    trainer, out = reference_run
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["loss/largest"] < log[0]["loss/largest"]
+    val = trainer.validate()
+    assert set(val) == {"val_ppl/smallest", "val_ppl/mid", "val_ppl/largest"}
+    assert all(np.isfinite(v) and v > 1 for v in val.values())
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path):
+    trainer = Trainer(tiny_config(corpus), tmp_path)
+    trainer.run(until=2)
+    trainer.params = jax.tree.map(lambda x: x * np.nan, trainer.params)
+    with pytest.raises(TrainingDivergedError, match="non-finite loss .* step 3.*step 2"):
+        trainer.step()
+    trainer.close()
+    params, meta = load_trained_params(tmp_path)
+    assert meta["step"] == 2
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
+
+
+def test_bad_inputs(corpus, tmp_path, reference_run):
+    _, out = reference_run
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        Trainer(tiny_config(str(tmp_path / "missing.txt")), tmp_path / "a")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(ValueError, match="no non-empty document"):
+        Trainer(tiny_config(str(empty)), tmp_path / "b")
+    small = tmp_path / "small.txt"
+    small.write_text("one short document\n\nand another one")
+    with pytest.raises(ValueError, match="block_size 16 needs at least 17 tokens"):
+        Trainer(tiny_config(str(small)), tmp_path / "c")
+    s_config = tiny_config(corpus).replace(model={"scale": "s"})
+    with pytest.raises(ValueError, match="scale 'tiny', the config asks for 's'"):
+        Trainer(s_config, out, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(tiny_config(corpus), tmp_path / "d", resume=True)
+
+
+TWO_DEVICES = textwrap.dedent("""
+    import os, sys
+    import jax, numpy as np
+    from hwgpt_jax.config import ExperimentConfig
+    from hwgpt_jax.train import Member, Trainer
+    assert jax.device_count() == 2, jax.devices()
+    corpus, out = sys.argv[1], sys.argv[2]
+    cfg = ExperimentConfig.from_dict({
+        "model": {"scale": "tiny"}, "data": {"corpus": corpus},
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+        "train": {"steps": 20, "batch_size": 4, "seq_len": 16, "eval_every": 0,
+                  "checkpoint_every": 100, "num_random_archs": 1}})
+    one = Trainer(cfg, out + "/one", devices=jax.devices()[:1])
+    two = Trainer(cfg, out + "/two", devices=jax.devices())
+    space = one.space
+    fixed = space.from_records([{"embed_dim": 128, "n_layer": 3, "n_head": [2, 8, 4],
+                                 "mlp_ratio": [4, 2, 3], "bias": True}])
+    def members(n):
+        tile = lambda a: jax.tree.map(lambda x: np.repeat(x, n, axis=0), a)
+        return [Member("largest", tile(space.from_ids(space.arch_ids(space.largest()))), 256),
+                Member("smallest", tile(space.from_ids(space.arch_ids(space.smallest()))), 64),
+                Member("random0", tile(fixed), 128)]
+    for _ in range(3):
+        m1, m2 = one.step(members(1)), two.step(members(2))
+        for k in ("loss/largest", "loss/smallest", "loss/random0"):
+            np.testing.assert_allclose(m1[k], m2[k], rtol=1e-5, err_msg=k)
+    for a, b in zip(jax.tree.leaves(one.host_params()), jax.tree.leaves(two.host_params())):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    last = two.run()  # 17 more steps, sampled sandwiches, different archs per device
+    assert last["step"] == 20 and np.isfinite(last["loss"])
+    print("OK two devices")
+""")
+
+
+def test_two_simulated_devices_match_one_device(corpus, tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, corpus, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK two devices" in proc.stdout
