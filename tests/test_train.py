@@ -179,3 +179,41 @@ def test_two_simulated_devices_match_one_device(corpus, tmp_path):
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK two devices" in proc.stdout
+
+
+def test_multihost_launcher_single_process_and_cli(corpus, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a free loopback port for the coordinator
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "micro.toml"
+    config.write_text(textwrap.dedent(f"""
+        [model]
+        scale = "tiny"
+        [data]
+        corpus = "{corpus}"
+        [train]
+        steps = 2
+        batch_size = 2
+        seq_len = 16
+        num_random_archs = 0
+        eval_every = 2
+        eval_windows = 2
+        checkpoint_every = 2
+    """))
+    out = tmp_path / "run"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "train/launch_multihost.py", "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "1", "--process-id", "0", "--", "--config", str(config),
+         "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["step"] == 2 and summary["val_ppl/largest"] > 1
+    assert (out / "checkpoints" / "2").is_dir()
+    bad = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", "train", "--config",
+                          str(config), "--out", str(out), "--corpus", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -34,11 +34,18 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out)
-    with tqdm(desc="tokenizing", unit="doc", leave=False) as bar:
-        def on_prepare(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done)
+    bars: list[tqdm] = []  # the tokenizing bar appears only if the corpus is tokenized
+
+    def on_prepare(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="tokenizing", unit="doc", leave=False))
+        bars[0].update(done)
+
+    try:
         trainer = Trainer(cfg, out, resume=args.resume, on_prepare=on_prepare)
+    finally:
+        for bar in bars:
+            bar.close()
     with tqdm(total=cfg.train.steps, initial=trainer.step_count, desc="training",
               unit="step") as bar:
         def on_metrics(metrics: dict) -> None:
