@@ -1,0 +1,95 @@
+"""Sandwich-step throughput of supernet training (prints JSON lines).
+
+For each scale: compile time of the step programs (one gradient program per embed dim, plus
+the update), the time of a step with the largest arch alone, and of full sandwich steps
+(largest + smallest + K random, gradients accumulated, one AdamW update), median over steps.
+
+Usage: python benchmarks/train_throughput.py [--scales tiny s] [--batch 8] [--seq 256]
+       [--steps 4]
+Reference (PyTorch HW-GPT-Bench supernet, this machine, 2 threads, fp32, batch 8 x seq 256,
+GPT-S): largest alone 10.6 s per step; sandwich step 20.8 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import jax
+
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.train import Member, Trainer, sandwich_members
+
+PYTORCH_S_SANDWICH_SECONDS = 20.8
+PYTORCH_S_LARGEST_SECONDS = 10.6
+
+
+def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
+    cfg = ExperimentConfig.from_dict({
+        "model": {"scale": scale},
+        "train": {"steps": 1000, "batch_size": batch, "seq_len": seq, "eval_every": 0,
+                  "checkpoint_every": 1000}})
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(cfg, out)
+        space, n_dev = trainer.space, len(trainer.devices)
+        # Compile: one sandwich whose random members cover every embed dim, so every gradient
+        # program exists before timing.
+        every_dim = [Member(f"dim{d}", m.arch, d) for d, m in zip(
+            space.embed_dims, [_with_dim(space, d, n_dev) for d in space.embed_dims],
+            strict=True)]
+        start = time.perf_counter()
+        trainer.step(every_dim)
+        compile_seconds = time.perf_counter() - start
+        largest = sandwich_members(space, jax.random.key(0), n_dev, 0)[:1]
+        largest_times = [_timed(trainer, largest) for _ in range(max(2, steps // 2))]
+        sandwich_times = [_timed(trainer, None) for _ in range(steps)]
+        trainer.close()
+    device = jax.devices()[0]
+    tokens = batch * seq
+    row = {
+        "benchmark": "train_throughput", "scale": scale, "batch": batch, "seq": seq,
+        "dtype": "float32", "devices": n_dev, "device": device.device_kind,
+        "platform": device.platform, "jax": jax.__version__,
+        "members": 2 + cfg.train.num_random_archs,
+        "compile_plus_first_step_s": compile_seconds,
+        "largest_step_s": statistics.median(largest_times),
+        "sandwich_step_s": statistics.median(sandwich_times),
+        "sandwich_step_s_all": sandwich_times,
+        "tokens_per_s_sandwich": tokens / statistics.median(sandwich_times),
+        "tokens_per_s_largest": tokens / statistics.median(largest_times),
+    }
+    if scale == "s" and (batch, seq) == (8, 256):
+        row["speedup_vs_pytorch_sandwich"] = PYTORCH_S_SANDWICH_SECONDS / row["sandwich_step_s"]
+        row["speedup_vs_pytorch_largest"] = PYTORCH_S_LARGEST_SECONDS / row["largest_step_s"]
+    return row
+
+
+def _with_dim(space, dim, n_dev):
+    arch = space.largest().to_numpy()
+    arch = type(arch)(embed_dim=arch.embed_dim * 0 + dim, n_layer=arch.n_layer,
+                      n_head=arch.n_head, mlp_ratio=arch.mlp_ratio, bias=arch.bias)
+    return Member(str(dim), jax.tree.map(lambda x: x[None].repeat(n_dev, 0), arch), dim)
+
+
+def _timed(trainer: Trainer, members) -> float:
+    start = time.perf_counter()
+    trainer.step(members)  # blocks: reads the losses
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", nargs="+", default=["tiny", "s"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args()
+    for scale in args.scales:
+        print(json.dumps(measure(scale, args.batch, args.seq, args.steps)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
