@@ -62,9 +62,10 @@ def ecdf_by_choice(table: pd.DataFrame, metric: str, path: str | os.PathLike,
     fig, axes = plt.subplots(1, len(choices), figsize=(3.2 * len(choices), 2.8), sharey=True)
     for ax, choice in zip(np.atleast_1d(axes), choices, strict=True):
         groups = table[choice]
-        if choice.startswith("mean_"):
-            groups = pd.qcut(groups, 3, duplicates="drop")
-        for label, sub in table.groupby(groups, observed=True):
+        if choice.startswith("mean_"):  # three equal-count bins, labelled by their range
+            bins = pd.qcut(groups, 3, duplicates="drop")
+            groups = bins.map(lambda b, g=groups: f"{g[bins == b].min():.2g}-{b.right:.2g}")
+        for label, sub in table.groupby(groups, observed=True, sort=True):
             x, y = _ecdf(sub[metric].to_numpy(float))
             ax.step(x, y, where="post", label=str(label))
         ax.set_title(choice)
@@ -73,7 +74,7 @@ def ecdf_by_choice(table: pd.DataFrame, metric: str, path: str | os.PathLike,
             ax.set_xscale("log")
         ax.legend(fontsize=7)
     np.atleast_1d(axes)[0].set_ylabel("ECDF")
-    fig.suptitle(title or f"ECDF of {metric} by architectural choice")
+    fig.suptitle(title or f"ECDF of {metric} by architectural choice", y=1.04)
     return save_figure(fig, path)
 
 
