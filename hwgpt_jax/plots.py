@@ -174,3 +174,25 @@ def hypervolume_plot(curves: Mapping[str, np.ndarray], path: str | os.PathLike,
     ax.set_title(title)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def training_curve_plot(log: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
+    """Per-member training loss over steps and validation perplexity at the evaluations."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    steps = [row["step"] for row in log]
+    members = sorted({k for row in log for k in row if k.startswith("loss/")})
+    for name in members:
+        left.plot(steps, [row.get(name, np.nan) for row in log], label=name.split("/")[1])
+    left.set_xlabel("step")
+    left.set_ylabel("training loss (nats/token)")
+    left.legend(fontsize=7)
+    evals = [row for row in log if "val_ppl/largest" in row]
+    for name in ("smallest", "mid", "largest"):
+        right.plot([row["step"] for row in evals], [row[f"val_ppl/{name}"] for row in evals],
+                   marker="o", label=name)
+    right.set_yscale("log")
+    right.set_xlabel("step")
+    right.set_ylabel("validation perplexity")
+    right.legend(fontsize=7)
+    fig.suptitle("supernet training (sandwich rule)")
+    return save_figure(fig, path)

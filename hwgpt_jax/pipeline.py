@@ -1,0 +1,301 @@
+"""`hwgpt run`: every stage of the benchmark on one machine, into one report folder.
+
+train (sandwich supernet) -> evaluate (perplexity of sampled archs, inherited weights) ->
+profile (dense sub-networks on this device) -> fit (surrogates, validated on held-out archs) ->
+search (multi-objective, on the surrogates) -> verify (measure the chosen archs for real) ->
+report (tables, plots, report.md).
+
+Each stage writes its outputs and then a stamp `stages/<name>.json` holding its configuration
+(including the configurations of the stages it reads from). A re-run skips a stage whose stamp
+matches and whose outputs exist; `fresh=True` redoes everything. Stages only read files
+written by earlier stages, so any stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hwgpt_jax import report as report_lib
+from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.evaluate import evaluate_checkpoint, quality_observations
+from hwgpt_jax.plots import calibration_plot
+from hwgpt_jax.presets import find_preset
+from hwgpt_jax.profile import ProfileConfig, device_slug, profile_archs, write_parquet_atomic
+from hwgpt_jax.search.experiment import ExperimentConfig as SearchConfig
+from hwgpt_jax.search.experiment import run_experiment, summary, write_experiment
+from hwgpt_jax.search.objectives import build_problem
+from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.surrogates.data import MetricData, from_table
+from hwgpt_jax.train import Trainer
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Sizes of each stage. `fast()` and `micro()` shrink them for quick looks and CI."""
+
+    scale: str = "tiny"
+    seed: int = 0
+    train_steps: int | None = None  # None: the preset's steps
+    train_overrides: tuple[tuple[str, Any], ...] = ()  # more [train] keys, e.g. (("seq_len", 32),)
+    n_evaluate: int = 300
+    eval_windows: int = 16
+    n_profile: int = 40
+    profile_reps: int = 10
+    test_fraction: float = 0.2  # archs held out to validate the surrogates
+    algorithms: tuple[str, ...] = ("random_search", "nsga2", "moreg", "local_search", "rsbo",
+                                   "lsbo", "ehvi")
+    search_budget: int = 1024
+    search_seeds: int = 3
+    population_size: int = 128
+    n_chosen: int = 3
+
+    @classmethod
+    def fast(cls, **changes: Any) -> RunConfig:
+        return cls(**({"train_steps": 60, "n_evaluate": 96, "n_profile": 16, "profile_reps": 5,
+                       "search_budget": 256, "search_seeds": 2, "population_size": 32}
+                      | changes))
+
+    @classmethod
+    def micro(cls, **changes: Any) -> RunConfig:
+        """CI-sized: seconds per stage, numbers meaningless, every artifact still produced."""
+        return cls(**({"train_steps": 2, "n_evaluate": 16, "eval_windows": 2, "n_profile": 5,
+                       "train_overrides": (("seq_len", 32), ("batch_size", 2),
+                                           ("num_random_archs", 0), ("eval_windows", 2)),
+                       "profile_reps": 2, "algorithms": ("random_search", "nsga2"),
+                       "search_budget": 64, "search_seeds": 2, "population_size": 16,
+                       "n_chosen": 2} | changes))
+
+
+class Pipeline:
+    """Runs the stages in order into `out`, skipping those whose stamp matches."""
+
+    def __init__(self, config: RunConfig, out: str | Path, *, fresh: bool = False,
+                 progress: Progress | None = None) -> None:
+        self.config, self.out, self.fresh = config, Path(out), fresh
+        self.space = get_space(config.scale)
+        self.progress = progress or (lambda stage, info: None)
+        self.device = device_slug(jax.devices()[0])
+        self.train_config = ExperimentConfig.from_toml(find_preset("train", config.scale))
+        overrides = dict(config.train_overrides)
+        if config.train_steps is not None:
+            overrides["steps"] = config.train_steps
+        self.train_config = self.train_config.replace(train=overrides)
+        self.profile_config = ProfileConfig.from_toml(
+            find_preset("profile", config.scale), reps=config.profile_reps)
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    # ------------------------------------------------------------------ stage machinery
+    def stage_config(self, name: str) -> dict[str, Any]:
+        c = self.config
+        own = {
+            "train": {"train": self.train_config.to_dict()},
+            "evaluate": {"n": c.n_evaluate, "windows": c.eval_windows, "seed": c.seed},
+            "profile": {"n": c.n_profile, "profile": dataclasses.asdict(self.profile_config),
+                        "device": self.device, "seed": c.seed},
+            "fit": {"test_fraction": c.test_fraction, "seed": c.seed},
+            "search": {"algorithms": list(c.algorithms), "budget": c.search_budget,
+                       "seeds": c.search_seeds, "population": c.population_size},
+            "verify": {"n_chosen": c.n_chosen},
+            "report": {"version": report_lib.REPORT_VERSION},
+        }[name]
+        upstream = {"train": [], "evaluate": ["train"], "profile": ["evaluate"], "fit": ["evaluate",
+                    "profile"], "search": ["fit"], "verify": ["search", "train"],
+                    "report": ["train", "evaluate", "profile", "fit", "search", "verify"]}[name]
+        return {"scale": c.scale, **own, "upstream": {u: self.stage_config(u) for u in upstream}}
+
+    def _stamp(self, name: str) -> Path:
+        return self.out / "stages" / f"{name}.json"
+
+    def _is_done(self, name: str, outputs: list[Path]) -> bool:
+        stamp = self._stamp(name)
+        if self.fresh or not stamp.exists() or not all(p.exists() for p in outputs):
+            return False
+        return json.loads(stamp.read_text()).get("config") == self.stage_config(name)
+
+    def _run_stage(self, name: str, outputs: list[Path], fn: Callable[[], dict]) -> None:
+        if self._is_done(name, outputs):
+            self.skipped.append(name)
+            self.progress(name, {"skipped": True})
+            return
+        self._stamp(name).unlink(missing_ok=True)  # an interrupted stage must not look done
+        self.progress(name, {"started": True})
+        start = time.perf_counter()
+        info = fn() or {}
+        self.timings[name] = time.perf_counter() - start
+        record = {"config": self.stage_config(name), "seconds": self.timings[name], **info}
+        report_lib.write_text_atomic(self._stamp(name), json.dumps(record, indent=2,
+                                                                   default=str))
+        self.progress(name, {"finished": True, "seconds": self.timings[name]})
+
+    def run(self) -> Path:
+        """Run (or skip) every stage; returns the path of `report.md`."""
+        o = self.out
+        (o / "stages").mkdir(parents=True, exist_ok=True)
+        self._run_stage("train", [o / "train" / "metrics.jsonl"], self.train)
+        self._run_stage("evaluate", [o / "quality.parquet"], self.evaluate)
+        self._run_stage("profile", [o / "profile.parquet"], self.profile)
+        self._run_stage("fit", [o / "surrogates", o / "surrogate_validation.json"], self.fit)
+        self._run_stage("search", [o / "search" / s / "pareto.parquet" for s in self.studies],
+                        self.search)
+        self._run_stage("verify", [o / "chosen.parquet"], self.verify)
+        self._run_stage("report", [o / "report.md"], self.report)
+        return o / "report.md"
+
+    # ------------------------------------------------------------------ stages
+    def train(self) -> dict[str, Any]:
+        trainer = Trainer(self.train_config, self.out / "train")
+        total = self.train_config.train.steps
+        last = trainer.run(on_metrics=lambda m: self.progress("train", {
+            "step": m["step"], "total": total, "loss": m["loss"]}))
+        trainer.close()
+        return {"final": last}
+
+    def evaluate(self) -> dict[str, Any]:
+        done = [0]
+
+        def on_chunk(archs_in_chunk: int) -> None:
+            done[0] += archs_in_chunk
+            self.progress("evaluate", {"done": done[0], "total": self.config.n_evaluate})
+
+        table = evaluate_checkpoint(
+            self.out / "train", None, self.out / "quality.parquet", n=self.config.n_evaluate,
+            seed=self.config.seed, windows=self.config.eval_windows, on_chunk=on_chunk)
+        return {"archs": len(table)}
+
+    def profile(self) -> dict[str, Any]:
+        # The first evaluated archs plus the two extremes, so the surrogates see the whole
+        # latency range and the report can correlate quality with hardware cost per arch.
+        evaluated = pd.read_parquet(self.out / "quality.parquet")["arch_id"]
+        sample = self.space.from_ids(evaluated.iloc[: self.config.n_profile].tolist())
+        archs = Arch.concatenate([self.space.largest(), self.space.smallest(), sample])
+        total, done = len(archs), []
+
+        def on_arch(arch_id: str, latency_ms: float | None) -> None:
+            done.append(arch_id)
+            self.progress("profile", {"done": len(done), "total": total,
+                                      "latency_ms": latency_ms})
+
+        table = profile_archs(archs, self.space, self.profile_config,
+                              self.out / "profile.parquet", on_arch=on_arch)
+        return {"rows": len(table)}
+
+    def _observations(self) -> list[MetricData]:
+        quality = quality_observations(pd.read_parquet(self.out / "quality.parquet"))
+        hardware = pd.read_parquet(self.out / "profile.parquet")
+        return (from_table(quality, metrics=["perplexity"])
+                + from_table(hardware, metrics=[f"latency:{self.device}"]))
+
+    def fit(self) -> dict[str, Any]:
+        data = self._observations()
+        rng = np.random.default_rng(self.config.seed)
+        train_data, test_data = [], []
+        for item in data:
+            order = rng.permutation(len(item))
+            n_test = max(2, int(round(self.config.test_fraction * len(item))))
+            test_data.append(item.subset(np.sort(order[:n_test])))
+            train_data.append(item.subset(np.sort(order[n_test:])))
+        bench = Benchmark.fit(train_data, progress=lambda key: self.progress("fit", {"key": key}))
+        bench.save(self.out / "surrogates", overwrite=True)
+        validation = {item.key: validate_surrogate(bench, item) for item in test_data}
+        for item in test_data:
+            if bench.spec(item.key).kind == "quantile":
+                predicted = bench.query(item.archs, [item.key], mode="quantiles")[item.key]
+                calibration_plot(bench.spec(item.key).levels, np.asarray(predicted),
+                                 item.observations,
+                                 self.out / "plots" / f"calibration_{item.metric}.png",
+                                 title=f"{item.key}: held-out calibration")
+        report_lib.write_text_atomic(self.out / "surrogate_validation.json",
+                                     json.dumps(validation, indent=2))
+        return {"validation": validation}
+
+    @property
+    def studies(self) -> dict[str, list[str]]:
+        return {"latency": ["perplexity", f"latency:{self.device}"],
+                "params": ["perplexity", "params"]}
+
+    def search(self) -> dict[str, Any]:
+        bench = Benchmark.load(self.out / "surrogates")
+        c = self.config
+        results = {}
+        for study, objectives in self.studies.items():
+            problem = build_problem(self.space, objectives, bench=bench)
+            config = SearchConfig(algorithms=c.algorithms, budget=c.search_budget,
+                                  seeds=c.search_seeds, population_size=c.population_size)
+            experiment = run_experiment(config, problem, progress=lambda name, seed, done, s=study:
+                                        self.progress("search", {"study": s, "algorithm": name,
+                                                                 "seed": seed, "done": done}))
+            write_experiment(experiment, self.out / "search" / study,
+                             metadata={"scale": c.scale, "objectives": objectives,
+                                       "surrogates": str(self.out / "surrogates")},
+                             extra_metrics=lambda archs: bench.query_frame(archs, None))
+            results[study] = summary(experiment)
+        return {"hypervolume": results}
+
+    def verify(self) -> dict[str, Any]:
+        """Measure the chosen Pareto archs for real: supernet perplexity and dense latency."""
+        pareto = pd.read_parquet(self.out / "search" / "latency" / "pareto.parquet")
+        chosen = choose_archs(pareto, self.studies["latency"], self.config.n_chosen)
+        archs = self.space.from_ids(chosen["arch_id"].tolist())
+        quality = evaluate_checkpoint(self.out / "train", archs,
+                                      self.out / "chosen_quality.parquet",
+                                      windows=self.config.eval_windows)
+        hardware = profile_archs(archs, self.space, self.profile_config,
+                                 self.out / "chosen_profile.parquet")
+        latency = (hardware[hardware["metric"] == "latency"].groupby("arch_id")["value"]
+                   .median().rename("measured_latency_ms"))
+        table = (chosen.merge(quality[["arch_id", "perplexity"]].rename(
+            columns={"perplexity": "measured_perplexity"}), on="arch_id")
+            .merge(latency, left_on="arch_id", right_index=True))
+        write_parquet_atomic(table, self.out / "chosen.parquet",
+                             metadata={"scale": self.config.scale})
+        return {"chosen": table["arch_id"].tolist()}
+
+    def report(self) -> dict[str, Any]:
+        path = report_lib.write_report(self.out, self)
+        return {"report": str(path)}
+
+
+def validate_surrogate(bench: Benchmark, test: MetricData) -> dict[str, float]:
+    """Held-out quality of one surrogate: Kendall tau and MAPE of the median against the
+    per-arch median observation, and the empirical coverage of central intervals per
+    observation (quantile surrogates)."""
+    preds = bench.query(test.archs, [test.key], mode="median")[test.key]
+    truth = np.nanmedian(test.observations, axis=1)
+    result = {"archs": int(len(test)),
+              "kendall_tau": float(stats.kendalltau(np.asarray(preds), truth).statistic),
+              "mape": float(np.mean(np.abs(np.asarray(preds) - truth) / np.abs(truth)))}
+    if bench.spec(test.key).kind == "quantile":
+        for level in (0.5, 0.8, 0.9):
+            lo, hi = np.asarray(bench.query(test.archs, [test.key], mode="interval",
+                                            level=level)[test.key]).T
+            obs, valid = test.observations, np.isfinite(test.observations)
+            inside = (obs >= lo[:, None]) & (obs <= hi[:, None]) & valid
+            result[f"coverage_{int(level * 100)}"] = float(inside.sum() / valid.sum())
+    return result
+
+
+def choose_archs(pareto: pd.DataFrame, objectives: list[str], n: int) -> pd.DataFrame:
+    """n distinct archs of a 2-objective Pareto table: the best of each objective and the
+    ones closest to the ideal point after min-max normalization."""
+    front = pareto.drop_duplicates("arch_id").reset_index(drop=True)
+    values = front[objectives].to_numpy(float)
+    span = np.ptp(values, axis=0)
+    norm = (values - values.min(0)) / np.where(span > 0, span, 1)
+    order = [int(np.argmin(values[:, 0])), int(np.argmin(values[:, 1]))]
+    order += [int(i) for i in np.argsort(np.linalg.norm(norm, axis=1))]
+    picked = list(dict.fromkeys(order))[:n]
+    return front.iloc[picked].reset_index(drop=True)

@@ -1,0 +1,190 @@
+"""The human-readable report of `hwgpt run`: plots and a `report.md` read top to bottom.
+
+Every number in the report is read from the files the stages wrote (tables, stamps, logs), so
+the report can be regenerated without re-running anything, and it names every file it shows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from hwgpt_jax import plots
+
+if TYPE_CHECKING:
+    from hwgpt_jax.pipeline import Pipeline
+
+REPORT_VERSION = 1
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write text to `path` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)\n"
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(r.get(h, "-")) for h in header) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _stamp(out: Path, stage: str) -> dict[str, Any]:
+    path = out / "stages" / f"{stage}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def per_arch_table(out: Path, device: str) -> pd.DataFrame:
+    """Quality and hardware per arch (archs that were both evaluated and profiled)."""
+    quality = pd.read_parquet(out / "quality.parquet")
+    hardware = pd.read_parquet(out / "profile.parquet")
+    wide = hardware.pivot_table(index="arch_id", columns="metric", values="value",
+                                aggfunc="median")
+    wide.columns = [f"{c}:{device}" if c == "latency" else c for c in wide.columns]
+    return quality.merge(wide, left_on="arch_id", right_index=True, how="inner")
+
+
+def write_report(out: Path, pipe: Pipeline) -> Path:
+    """Draw the plots and write `report.md`; returns its path."""
+    fig_dir = out / "plots"
+    device, space = pipe.device, pipe.space
+    lat = f"latency:{device}"
+    sections = [f"# hwgpt-jax report: scale `{space.scale}` on `{device}`\n",
+                f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with "
+                f"jax {jax.__version__} on {jax.devices()[0].platform} "
+                f"({jax.devices()[0].device_kind}). Every figure below is read from the files "
+                f"named beside it.\n"]
+
+    # -- training
+    log = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text()
+           .splitlines() if line.strip()]
+    evals = [row for row in log if "val_ppl/largest" in row]
+    cfg = pipe.train_config
+    sections.append("## 1. Supernet training\n")
+    sections.append(
+        f"Sandwich rule (largest, smallest and {cfg.train.num_random_archs} random archs per "
+        f"step) on corpus `{cfg.data.corpus}`: {log[-1]['step']} steps of "
+        f"{cfg.train.batch_size} x {cfg.train.seq_len} tokens "
+        f"({log[-1]['tokens']:,} tokens), in {_stamp(out, 'train').get('seconds', 0):.0f} s. "
+        f"Log: `train/metrics.jsonl`; checkpoints: `train/checkpoints/`.\n")
+    if evals:
+        rows = [{"step": row["step"], **{k.split("/")[1]: row[f"val_ppl/{k.split('/')[1]}"]
+                                         for k in ("val_ppl/smallest", "val_ppl/mid",
+                                                   "val_ppl/largest")}}
+                for row in (evals[0], evals[-1])] if len(evals) > 1 else []
+        rows = rows or [{"step": evals[-1]["step"], "smallest": evals[-1]["val_ppl/smallest"],
+                         "mid": evals[-1]["val_ppl/mid"],
+                         "largest": evals[-1]["val_ppl/largest"]}]
+        sections.append("Validation perplexity (masked supernet, inherited weights):\n\n"
+                        + _table(rows))
+    curve = plots.training_curve_plot(log, fig_dir / "training.png")
+    sections.append(f"\n![training curve]({curve.relative_to(out)})\n")
+
+    # -- evaluation and profiling
+    quality = pd.read_parquet(out / "quality.parquet")
+    sections.append("## 2. Sub-network quality (`quality.parquet`)\n")
+    sections.append(
+        f"{len(quality)} unique archs sampled uniformly, evaluated with inherited weights on "
+        f"{int(quality['tokens'].iloc[0]):,} validation tokens each: perplexity from "
+        f"{quality['perplexity'].min():.1f} to {quality['perplexity'].max():.1f} "
+        f"(median {quality['perplexity'].median():.1f}).\n")
+    ecdf = plots.ecdf_by_choice(quality, "perplexity", fig_dir / "ecdf_perplexity.png")
+    sections.append(f"\n![ECDF of perplexity]({ecdf.relative_to(out)})\n")
+
+    hardware = pd.read_parquet(out / "profile.parquet")
+    latency = hardware[hardware["metric"] == "latency"]
+    per_arch = latency.groupby("arch_id")["value"]
+    cv = (per_arch.std() / per_arch.mean()).median()
+    energy = hardware[hardware["metric"] == "energy"]
+    if not len(energy):
+        energy_note = "not recorded"
+    elif energy["value"].notna().any():
+        energy_note = f"measured, median {energy['value'].median():.3g} J per forward"
+    else:
+        energy_note = "missing (" + str(energy["note"].dropna().iloc[0]) + ")"
+    sections.append("## 3. Hardware profile (`profile.parquet`)\n")
+    cfg_p = pipe.profile_config
+    sections.append(
+        f"{per_arch.ngroups} archs, dense extracted sub-networks (random weights), batch "
+        f"{cfg_p.batch} x seq {cfg_p.seq}, {cfg_p.dtype}, {cfg_p.reps} timed repetitions after "
+        f"{cfg_p.warmup} warm-ups each: median latency from {per_arch.median().min():.3g} to "
+        f"{per_arch.median().max():.3g} ms; median coefficient of variation across repetitions "
+        f"{cv:.3f}. Energy: {energy_note}.\n")
+    merged = per_arch_table(out, device)
+    if len(merged) >= 3:
+        columns = [c for c in ("perplexity", lat, "params", "flops_xla", "memory")
+                   if c in merged.columns and merged[c].notna().sum() >= 3]
+        heat = plots.correlation_heatmap(merged, columns, fig_dir / "correlation.png")
+        sections.append(f"\nKendall rank correlation over the {len(merged)} archs both "
+                        f"evaluated and profiled:\n\n![correlation]({heat.relative_to(out)})\n")
+    lat_table = latency.groupby("arch_id")["value"].median().rename(lat).reset_index()
+    lat_table = lat_table.merge(pd.DataFrame(space.to_records(space.from_ids(
+        lat_table["arch_id"].tolist()))).assign(arch_id=lat_table["arch_id"]), on="arch_id")
+    ecdf_l = plots.ecdf_by_choice(lat_table, lat, fig_dir / "ecdf_latency.png")
+    sections.append(f"\n![ECDF of latency]({ecdf_l.relative_to(out)})\n")
+
+    # -- surrogates
+    validation = json.loads((out / "surrogate_validation.json").read_text())
+    sections.append("## 4. Surrogates (`surrogates/`, `surrogate_validation.json`)\n")
+    sections.append("Fitted on the archs above minus a held-out test split; scores on the "
+                    "held-out archs (coverage: fraction of held-out *observations* inside the "
+                    "conformal interval):\n\n")
+    sections.append(_table([{"metric": key, **values} for key, values in validation.items()]))
+    if (fig_dir / "calibration_latency.png").exists():
+        sections.append("\n![calibration](plots/calibration_latency.png)\n")
+
+    # -- search
+    sections.append("## 5. Multi-objective search (`search/`)\n")
+    for study, objectives in pipe.studies.items():
+        summary = json.loads((out / "search" / study / "summary.json").read_text())
+        rows = [{"algorithm": name, "HV mean": v["final_hypervolume_mean"],
+                 "HV std": v["final_hypervolume_std"], "seeds": len(v["per_seed"])}
+                for name, v in summary["hypervolume"].items()]
+        sections.append(f"### {objectives[0]} vs {objectives[1]}\n\n"
+                        f"Budget {pipe.config.search_budget} surrogate evaluations per run; "
+                        f"hypervolume of the normalized objectives (min-max between the smallest "
+                        f"and largest arch, reference point 1):\n\n{_table(rows)}\n"
+                        f"![front](search/{study}/pareto_front.png) "
+                        f"![hypervolume](search/{study}/hypervolume.png)\n")
+
+    # -- chosen
+    chosen = pd.read_parquet(out / "chosen.parquet")
+    sections.append("## 6. Chosen architectures (`chosen.parquet`)\n")
+    sections.append("From the perplexity-latency Pareto set: the best of each objective and the "
+                    "arch nearest the ideal point, then measured for real (supernet perplexity "
+                    "and dense latency on this device):\n\n")
+    sections.append(_table([{"arch": r["arch_id"], "predicted ppl": r["perplexity"],
+                             "measured ppl": r["measured_perplexity"],
+                             "predicted ms": r[lat], "measured ms": r["measured_latency_ms"]}
+                            for _, r in chosen.iterrows()]))
+    timings = {stage: _stamp(out, stage).get("seconds") for stage in
+               ("train", "evaluate", "profile", "fit", "search", "verify")}
+    sections.append("\n## Stage times (seconds, from `stages/*.json`)\n\n"
+                    + _table([{k: (v if v is not None else "-") for k, v in timings.items()}]))
+    return write_text_atomic(out / "report.md", "\n".join(sections))
