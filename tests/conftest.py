@@ -25,3 +25,16 @@ def published():
         return cache[scale]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def published_path():
+    """Path of the published npz of one scale; skips when the data is absent."""
+
+    def path(scale: str) -> Path:
+        file = REFERENCE_DIR / f"hwgpt_{scale}_full.npz"
+        if not file.exists():
+            pytest.skip(f"published HW-GPT-Bench data not found at {file}")
+        return file
+
+    return path

@@ -84,3 +84,18 @@ def test_choose_archs_picks_extremes_then_the_knee():
     pareto = pd.DataFrame({"arch_id": list("abcd"), "ppl": [1.0, 2.0, 3.0, 4.0],
                            "ms": [4.0, 1.9, 1.5, 1.0]})
     assert choose_archs(pareto, ["ppl", "ms"], 3)["arch_id"].tolist() == ["a", "d", "b"]
+
+
+def test_plot_cli_on_run_outputs(run, tmp_path):
+    from hwgpt_jax.cli import main
+
+    pipeline, out, _, _ = run
+    assert main(["plot", "search", "--results", str(out / "search" / "latency"),
+                 "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "pareto_front.png").stat().st_size > 2000
+    assert main(["plot", "calibration", "--surrogates", str(out / "surrogates"), "--data",
+                 str(out / "profile.parquet"), "--metric", f"latency:{pipeline.device}",
+                 "--out", str(tmp_path / "cal.png")]) == 0
+    assert main(["plot", "ecdf", "--data", str(out / "quality.parquet"), "--metric",
+                 "perplexity", "--out", str(tmp_path / "ecdf.png")]) == 0
+    assert (tmp_path / "ecdf.png").stat().st_size > 2000

@@ -61,3 +61,19 @@ def test_calibration_pareto_and_hypervolume_plots(tmp_path):
     curves = {"rs": rng.uniform(size=(3, 20)).cumsum(1), "nsga2": np.ones((3, 20))}
     assert _is_png(plots.hypervolume_plot(curves, tmp_path / "hv.png"))
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_plot_cli_on_published_data(published_path, tmp_path, capsys):
+    from hwgpt_jax.cli import main
+
+    data = str(published_path("s"))
+    out = tmp_path / "corr.png"
+    assert main(["plot", "correlation", "--data", data, "--metrics",
+                 "perplexity,latency:a100,energy:a100", "--out", str(out)]) == 0
+    assert _is_png(out)
+    assert main(["plot", "ecdf", "--data", data, "--metric", "latency:h100",
+                 "--out", str(tmp_path / "e.png")]) == 0
+    assert _is_png(tmp_path / "e.png")
+    assert main(["plot", "ecdf", "--data", data, "--metric", "latency:tpu",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "unknown metric(s) ['latency:tpu']" in capsys.readouterr().err
