@@ -1,0 +1,79 @@
+"""`hwgpt evaluate`: perplexity and next-token accuracy of sub-networks with inherited weights
+from a trained supernet, into a parquet table (one row per arch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hwgpt_jax.cli import CliError
+from hwgpt_jax.evaluate import evaluate_checkpoint
+from hwgpt_jax.profile import arch_file_scale, check_output_path, read_arch_file
+from hwgpt_jax.space import SPACES, Arch, get_space
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="perplexity and accuracy of sub-networks of a trained supernet")
+    parser.add_argument("--checkpoint", required=True, help="run folder of `hwgpt train`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--archs", help="arch file from `hwgpt space sample` (JSON or CSV)")
+    source.add_argument("-n", type=int, help="evaluate n unique archs sampled with --seed")
+    parser.add_argument("--seed", type=int, default=0, help="arch sampling seed (with -n)")
+    parser.add_argument("--windows", type=int, default=16,
+                        help="validation windows (evenly spaced over the val split)")
+    parser.add_argument("--seq", type=int, help="window length (default: training seq_len)")
+    parser.add_argument("--batch-archs", type=int, default=8,
+                        help="archs evaluated together in one compiled call")
+    parser.add_argument("--data-dir", help="token shards (default: the run's data folder)")
+    parser.add_argument("--out", required=True, help="output parquet file")
+    parser.set_defaults(func=run)
+
+
+def _read_archs(path: str) -> tuple[str, Arch]:
+    """Archs of the scale the file names; a bare list of records is tried on every scale."""
+    scale = arch_file_scale(path)
+    if scale is not None:
+        return scale, read_arch_file(path, get_space(scale))
+    errors = []
+    for name in SPACES:
+        try:
+            return name, read_arch_file(path, get_space(name))
+        except ValueError as err:
+            errors.append(f"{name}: {err}")
+    raise CliError(f"archs in {path} fit no search space ({'; '.join(errors)})")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("n", "windows", "batch_archs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
+    check_output_path(args.out)  # fail before loading the checkpoint
+    archs, scale = None, None
+    if args.archs:
+        scale, archs = _read_archs(args.archs)
+    total = len(archs) if archs is not None else args.n
+    bars: list[tqdm] = []  # opened at the first result, so errors print without a bar
+
+    def on_chunk(done: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="evaluating", unit="arch"))
+        bars[0].update(done)
+
+    try:
+        table = evaluate_checkpoint(
+            args.checkpoint, archs, args.out, n=args.n, seed=args.seed, windows=args.windows,
+            batch_archs=args.batch_archs, seq=args.seq, data_dir=args.data_dir,
+            arch_file_scale=scale, on_chunk=on_chunk)
+    finally:
+        for bar in bars:
+            bar.close()
+    best = table.loc[table["perplexity"].idxmin()]
+    print(f"evaluated {len(table)} archs ({table['scale'].iloc[0]}, step "
+          f"{table['checkpoint_step'].iloc[0]}, {table['tokens'].iloc[0]} tokens each): "
+          f"perplexity {table['perplexity'].min():.2f}-{table['perplexity'].max():.2f}, best "
+          f"{best['arch_id']} -> {Path(args.out)}")
+    return 0

@@ -1,0 +1,256 @@
+"""Quality of sub-networks with inherited supernet weights: perplexity and next-token accuracy.
+
+HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299, Sec. 3) scores every architecture of a
+search space by the perplexity of the trained supernet's sub-network on held-out text, without
+retraining (weight inheritance, as in one-shot NAS: Bender et al. 2018; AutoFormer, Chen et
+al., arXiv 2107.00651). Here the text is a fixed, ordered set of validation windows (the run's
+`val` split, `data.validation_windows`), and:
+
+    perplexity = exp(mean next-token cross-entropy over every target token of the windows)
+    accuracy   = fraction of target tokens that are the argmax of the logits
+
+with softmax and argmax over the padded vocabulary (50304 entries, as in training's `lm_loss`).
+
+Batched and compiled once per embedding dimension: archs are grouped by embed dim, the
+supernet parameters are sliced to that dim (`train.slice_embed_dim`, as the trainer does), and
+one jitted program evaluates a chunk of K archs at once (`vmap` of the masked forward over the
+archs, `lax.scan` over the windows); the last chunk of a group is padded with copies of its
+first arch, so every chunk has the same shapes. A masked supernet costs as much as its largest
+member whatever the arch; slicing the embed dim (the largest cost factor, 3 choices) removes
+most of that waste for at most 3 compiles. Results are deterministic: the same checkpoint,
+windows and archs give the same numbers on the same device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax import lax
+
+from hwgpt_jax.model import Params, masked_forward
+from hwgpt_jax.profile import check_output_path, versions, write_parquet_atomic
+from hwgpt_jax.space import Arch, SearchSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityResult:
+    """Per-arch sums over the evaluated tokens (arrays of shape (N,))."""
+
+    nll_sum: np.ndarray  # float64, summed next-token cross-entropy (nats)
+    correct: np.ndarray  # int64, target tokens predicted by the argmax
+    tokens: int  # target tokens per arch
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.nll_sum / self.tokens
+
+    @property
+    def perplexity(self) -> np.ndarray:
+        return np.exp(self.loss)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        return self.correct / self.tokens
+
+
+def _window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Arch,
+                 space: SearchSpace) -> tuple[jax.Array, jax.Array]:
+    """Summed NLL and correct predictions of one arch over windows (NB, B, T + 1), each window
+    counted with its weight (NB, B) (0 for padding windows)."""
+    def step(carry: tuple[jax.Array, jax.Array], batch: tuple[jax.Array, jax.Array]):
+        window, weight = batch
+        logits = masked_forward(params, window[:, :-1], arch, space)  # (B, T, V_pad)
+        targets = window[:, 1:]
+        target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        nll = (jax.nn.logsumexp(logits, axis=-1) - target_logit).sum(-1)  # (B,)
+        correct = (jnp.argmax(logits, axis=-1) == targets).sum(-1)  # (B,)
+        return (carry[0] + (nll * weight).sum(),
+                carry[1] + (correct * weight.astype(jnp.int32)).sum()), None
+
+    zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+    sums, _ = lax.scan(step, zero, (windows, weights))
+    return sums
+
+
+@partial(jax.jit, static_argnames=("space",))
+def _chunk_sums(params: Params, windows: jax.Array, weights: jax.Array, archs: Arch,
+                space: SearchSpace) -> tuple[jax.Array, jax.Array]:
+    """(K,) NLL sums and (K,) correct counts of a chunk of K archs (batch shape (K,))."""
+    return jax.vmap(_window_sums, in_axes=(None, None, None, 0, None))(
+        params, windows, weights, archs, space)
+
+
+class Evaluator:
+    """Evaluates archs of one space on fixed validation windows with one set of parameters.
+
+    Keeps one compiled program per embed dim (`compiles` counts them); with
+    `per_embed_dim=False`, one program on the full-width supernet serves every arch.
+    """
+
+    def __init__(self, params: Params, space: SearchSpace, windows: np.ndarray, *,
+                 batch_archs: int = 8, window_batch: int = 1,
+                 per_embed_dim: bool = True) -> None:
+        windows = np.asarray(windows)
+        if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
+            raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 "
+                             f">= 2)")
+        if windows.shape[1] - 1 > space.block_size:
+            raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} "
+                             f"block size {space.block_size}")
+        for name, value in (("batch_archs", batch_archs), ("window_batch", window_batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}; expected a positive integer")
+        self.space, self.params, self.batch_archs = space, params, batch_archs
+        self.per_embed_dim = per_embed_dim
+        n, length = windows.shape
+        n_batches = -(-n // window_batch)
+        padded = np.zeros((n_batches * window_batch, length), np.int32)
+        padded[:n] = windows
+        padded[n:] = windows[0]  # padding windows get weight 0
+        weights = (np.arange(len(padded)) < n).astype(np.float32)
+        self.windows = jnp.asarray(padded.reshape(n_batches, window_batch, length))
+        self.weights = jnp.asarray(weights.reshape(n_batches, window_batch))
+        self.tokens = n * (length - 1)
+        self.seq = length - 1
+        self._compiled: dict[int, Any] = {}
+        self._sliced: dict[int, Params] = {}
+
+    @property
+    def compiles(self) -> int:
+        return len(self._compiled)
+
+    def _program(self, dim: int, archs: Arch) -> tuple[Any, Params]:
+        if dim not in self._compiled:
+            from hwgpt_jax.train import slice_embed_dim  # heavy import (orbax), only here
+
+            self._sliced[dim] = (slice_embed_dim(self.params, dim, max(self.space.mlp_ratios))
+                                 if self.per_embed_dim else self.params)
+            self._compiled[dim] = _chunk_sums.lower(
+                self._sliced[dim], self.windows, self.weights, archs, self.space).compile()
+        return self._compiled[dim], self._sliced[dim]
+
+    def evaluate(self, archs: Arch,
+                 on_chunk: Callable[[int], None] | None = None) -> QualityResult:
+        """Quality of archs (batch shape (N,)); `on_chunk(n_archs_done)` reports progress."""
+        archs = self.space.validate(archs)
+        if len(archs.batch_shape) != 1:
+            raise ValueError(f"evaluate takes archs of batch shape (N,), got "
+                             f"{archs.batch_shape}")
+        nll = np.zeros(len(archs), np.float64)
+        correct = np.zeros(len(archs), np.int64)
+        k = self.batch_archs
+        # Without per-embed-dim programs, every arch runs through the full-width supernet.
+        group = archs.embed_dim if self.per_embed_dim else np.zeros(len(archs), np.int32)
+        for dim in sorted(set(group.tolist())):
+            members = np.flatnonzero(group == dim)
+            for start in range(0, len(members), k):
+                index = members[start:start + k]
+                chunk = archs[np.concatenate([index, np.repeat(index[:1], k - len(index))])]
+                program, params = self._program(dim, chunk)
+                sums = program(params, self.windows, self.weights, chunk)
+                nll_chunk, correct_chunk = jax.device_get(sums)
+                nll[index] = nll_chunk[: len(index)]
+                correct[index] = correct_chunk[: len(index)]
+                if on_chunk is not None:
+                    on_chunk(len(index))
+        return QualityResult(nll, correct, self.tokens)
+
+
+# ---------------------------------------------------------------------------- from a run
+def run_validation_windows(run_dir: str | Path, meta: dict[str, Any], n_windows: int,
+                           seq: int | None = None, data_dir: str | Path | None = None
+                           ) -> np.ndarray:
+    """The run's fixed validation windows (n_windows, seq + 1); seq defaults to the training
+    sequence length of the checkpoint's config."""
+    from hwgpt_jax.data import load_shards, validation_windows
+
+    config = meta.get("config", {})
+    seq = seq or int(config.get("train", {}).get("seq_len", 0)) or None
+    if seq is None:
+        raise ValueError("the checkpoint's config has no train.seq_len; pass seq")
+    run_dir = Path(run_dir)
+    if run_dir.name == "checkpoints":
+        run_dir = run_dir.parent
+    data_dir = Path(data_dir or config.get("data", {}).get("data_dir") or run_dir / "data")
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"token shards of the run not found at {data_dir}; pass the "
+                                f"data folder explicitly")
+    return validation_windows(load_shards(data_dir), seq, max_windows=n_windows)
+
+
+def quality_table(archs: Arch, space: SearchSpace, result: QualityResult,
+                  **metadata: Any) -> pd.DataFrame:
+    """One row per arch: arch columns, arch_id, perplexity, accuracy, loss, tokens, metadata."""
+    records = space.to_records(archs)
+    table = pd.DataFrame({
+        "arch_id": space.arch_ids(archs), "scale": space.scale,
+        "embed_dim": [r["embed_dim"] for r in records],
+        "n_layer": [r["n_layer"] for r in records],
+        "n_head": [r["n_head"] for r in records],
+        "mlp_ratio": [r["mlp_ratio"] for r in records],
+        "bias": [r["bias"] for r in records],
+        "perplexity": result.perplexity, "accuracy": result.accuracy, "loss": result.loss,
+        "tokens": result.tokens,
+    })
+    return table.assign(**metadata, **versions())
+
+
+def quality_observations(table: pd.DataFrame) -> pd.DataFrame:
+    """The long form of a quality table (columns arch_id, scale, metric, device, value, unit)
+    that the surrogate fitter reads; quality is device independent (device "")."""
+    long = table.melt(id_vars=["arch_id", "scale"], value_vars=["perplexity", "accuracy"],
+                      var_name="metric", value_name="value")
+    return long.assign(device="", unit="")[["arch_id", "scale", "metric", "device", "value",
+                                            "unit"]]
+
+
+def evaluate_checkpoint(checkpoint: str | Path, archs: Arch | None, out: str | Path, *,
+                        n: int | None = None, seed: int = 0, windows: int = 16,
+                        batch_archs: int = 8, seq: int | None = None,
+                        data_dir: str | Path | None = None,
+                        arch_file_scale: str | None = None,
+                        on_chunk: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Evaluate archs (or n unique archs sampled with `seed`) of a trained run into `out`.
+
+    Args:
+        checkpoint: the run folder of `hwgpt train` (or its `checkpoints/` subfolder).
+        archs: archs to evaluate, or None to sample `n` with `seed`.
+        arch_file_scale: the scale the archs were read for (must equal the checkpoint's).
+    """
+    from hwgpt_jax.space import get_space
+    from hwgpt_jax.train import load_trained_params
+
+    out = Path(out)
+    check_output_path(out)
+    params, meta = load_trained_params(checkpoint)
+    space = get_space(meta["scale"])
+    if arch_file_scale is not None and arch_file_scale != space.scale:
+        raise ValueError(f"archs are of scale {arch_file_scale!r} but the checkpoint in "
+                         f"{checkpoint} is of scale {space.scale!r}")
+    sampled = archs is None
+    if sampled:
+        if n is None or n < 1:
+            raise ValueError(f"n={n!r}; expected a positive number of archs to sample")
+        archs = space.sample_unique(jax.random.key(seed), n)
+    archs = space.validate(archs)
+    tokens = run_validation_windows(checkpoint, meta, windows, seq, data_dir)
+    evaluator = Evaluator(params, space, tokens, batch_archs=batch_archs)
+    result = evaluator.evaluate(archs, on_chunk=on_chunk)
+    table = quality_table(
+        archs, space, result, checkpoint=str(Path(checkpoint).resolve()),
+        checkpoint_step=int(meta["step"]), seq=evaluator.seq, windows=len(tokens),
+        eval_platform=jax.devices()[0].platform,
+        arch_seed=seed if sampled else None)
+    write_parquet_atomic(table, out, metadata={
+        "scale": space.scale, "checkpoint_step": int(meta["step"]), "seq": evaluator.seq,
+        "windows": len(tokens), "batch_archs": batch_archs, "compiles": evaluator.compiles,
+        "train_config": meta.get("config"), **versions()})
+    return table

@@ -1,0 +1,507 @@
+"""On-device hardware profiling of dense sub-networks -> a long-form observation table.
+
+HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299, Sec. 3) profiles every sub-network of the
+supernet on real hardware for latency, energy, memory, FLOPs and parameters. Here each arch is
+the DENSE model `model.extract` slices from randomly initialised supernet parameters (weights do
+not change the cost of a forward pass; every row says `weights="random init (seed K)"`); its
+forward `dense_forward` on (batch, seq) token ids is jit-compiled once per shape signature and:
+
+- latency (ms): `reps` wall-clock observations of one call each, after `warmup` calls, timed
+  with `time.perf_counter` around the call and `block_until_ready` (inference only);
+- energy (J): a real sensor read before and after each timed call: NVML's total energy counter
+  (`nvmlDeviceGetTotalEnergyConsumption`, mJ) on NVIDIA GPUs, or the package counters of Linux
+  RAPL powercap (`/sys/class/powercap/intel-rapl:N/energy_uj`) on CPUs where readable. RAPL
+  counts the whole CPU package (other processes included). Otherwise the value is NaN and the
+  `note` column says why ("no energy sensor on cpu: ..."); energy is never estimated. The NVML
+  counter updates every few ms, so short calls can read 0 or one tick: raise the batch or seq;
+- flops_xla: XLA's cost analysis of the compiled forward (`compiled.cost_analysis()["flops"]`)
+  and flops_analytic: `costs.forward_flops` (2 FLOPs per multiply-accumulate of every matrix
+  product). XLA also counts element-wise work (LayerNorm, GELU, softmax, RoPE, bias adds,
+  masking), so on CPU flops_xla is 0-3 % above the analytic count for these shapes (tested
+  within 15 %); other backends may fuse or count differently;
+- params: the exact number of scalars of the dense pytree (equal to `costs.param_count`);
+- memory (MB = 1e6 bytes): XLA's memory analysis of the compiled forward, argument + output +
+  temp - alias bytes (`memory`), with the parts as `memory_argument`, `memory_output`,
+  `memory_temp`; on GPUs also `memory_allocator_peak`, the allocator's `peak_bytes_in_use`
+  after the arch ran. JAX cannot reset that peak, so it is the process's peak so far: an upper
+  bound for this arch (exact when archs run one per process or in ascending size);
+- compile_time (s): lowering + compilation of the forward (one per shape signature).
+
+Weights are held in the profiled dtype (float32 or bfloat16); LayerNorm and softmax run in
+float32 inside the model and the logits are float32.
+
+Table layout (long form, one row per observation; the surrogate fitter reads the first six):
+
+- `arch_id`, `scale`: the `SearchSpace.arch_ids` id and its scale;
+- `metric`, `value`, `unit`: latency ms, energy J, flops_xla and flops_analytic FLOPs, params
+  count, memory / memory_argument / memory_output / memory_temp / memory_allocator_peak MB,
+  compile_time s;
+- `device`: a short slug of the device: `cpu`, or the lower-cased device kind with
+  non-alphanumerics as dashes (`nvidia-h100-80gb-hbm3`, `tpu-v5-lite`);
+- `repeat`: observation index 0..reps-1 for latency and energy, 0 for per-arch scalars;
+- `note`: why a value is missing (NaN), or what it measures;
+- metadata on every row: `platform`, `device_kind`, `host_cpu`, `batch`, `seq`, `dtype`,
+  `weights`, `warmup`, `reps`, `jax_version`, `jaxlib_version`, `hwgpt_jax_version`,
+  `profiled_at` (UTC); the parquet key-value metadata `hwgpt` holds the configuration as JSON.
+
+Restart safety: each arch's rows go to one parquet part in `<out>.parts/`, written to a temp
+file and renamed; a rerun skips archs whose part exists, so a killed run loses at most the arch
+in progress and never duplicates rows. `merge_parts` writes `<out>` atomically when all archs
+are done and removes the parts folder.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import re
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from hwgpt_jax import costs
+from hwgpt_jax.model import dense_forward, extract, init_params, param_count
+from hwgpt_jax.space import Arch, SearchSpace
+
+DTYPES = ("float32", "bfloat16")
+MEGABYTE = 1e6
+PARTS_SUFFIX = ".parts"
+_CONFIG_NAME = "config.json"
+
+
+# ---------------------------------------------------------------------------- configuration
+@dataclasses.dataclass(frozen=True)
+class ProfileConfig:
+    """What to measure: input shape, repetitions, dtype and the random-init seed."""
+
+    batch: int = 1
+    seq: int = 256
+    reps: int = 10
+    warmup: int = 3
+    dtype: str = "float32"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("batch", 1), ("seq", 1), ("reps", 1), ("warmup", 0),
+                              ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name}={value!r}; expected an integer >= {minimum}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r}; expected one of {list(DTYPES)}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> ProfileConfig:
+        """A preset from `profile/<scale>.toml`; keyword overrides that are not None win."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"profile preset {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"profile preset {path} is not valid TOML: {err}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {path}; expected some of "
+                             f"{sorted(known)}")
+        return cls(**(data | {k: v for k, v in overrides.items() if v is not None}))
+
+
+# ---------------------------------------------------------------------------- device facts
+def device_slug(device: Any) -> str:
+    """Short device name for the `device` column: 'cpu', or the lower-cased device kind."""
+    if device.platform == "cpu":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", str(device.device_kind).lower()).strip("-")
+
+
+def host_cpu_model() -> str:
+    """The host CPU model from /proc/cpuinfo (Linux), else `platform.processor()`."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded with every table."""
+    return {"jax_version": jax.__version__,
+            "jaxlib_version": importlib.metadata.version("jaxlib"),
+            "hwgpt_jax_version": importlib.metadata.version("hwgpt-jax")}
+
+
+class EnergySensor:
+    """A cumulative energy counter in joules, or `None` readings with a reason.
+
+    `read()` returns the counter (J) or None; `reason` says why there is none.
+    """
+
+    def __init__(self, device: Any, powercap_root: str | Path = "/sys/class/powercap") -> None:
+        self.reason = ""  # why there is no reading
+        self.source = ""  # what a reading measures
+        self._read: Callable[[], float] | None = None
+        if device.platform == "gpu" and "nvidia" in str(device.device_kind).lower():
+            self._init_nvml(device)
+        elif device.platform == "cpu":
+            self._init_rapl(Path(powercap_root))
+        else:
+            self.reason = f"no energy sensor on {device.platform} ({device.device_kind})"
+
+    @property
+    def available(self) -> bool:
+        return self._read is not None
+
+    def read(self) -> float | None:
+        return None if self._read is None else self._read()
+
+    def _init_nvml(self, device: Any) -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(_nvml_index(device))
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises if unsupported
+        except Exception as err:  # pynvml raises NVMLError subclasses, ImportError, ...
+            self.reason = f"NVML energy counter not available: {type(err).__name__}: {err}"
+            return
+        self.source = "NVML total energy counter of the GPU"
+        self._read = lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3
+
+    def _init_rapl(self, root: Path) -> None:
+        # Top-level zones are CPU packages; "intel-rapl:0:0" etc. are sub-domains of them.
+        zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+        if not zones:
+            self.reason = f"no energy sensor on cpu ({root}/intel-rapl:* not present)"
+            return
+        try:
+            ranges = [int((z / "max_energy_range_uj").read_text()) for z in zones]
+            last = [int((z / "energy_uj").read_text()) for z in zones]
+        except (OSError, ValueError) as err:
+            self.reason = f"RAPL not readable: {type(err).__name__}: {err}"
+            return
+        total = [0.0]
+
+        def read() -> float:
+            # Accumulate deltas so that a counter wrapping at max_energy_range_uj stays exact.
+            for i, zone in enumerate(zones):
+                now = int((zone / "energy_uj").read_text())
+                total[0] += ((now - last[i]) % (ranges[i] + 1)) / 1e6
+                last[i] = now
+            return total[0]
+
+        self.source = "RAPL package energy (whole CPU package, all processes)"
+        self._read = read
+
+
+def _nvml_index(device: Any) -> int:
+    """NVML index of a CUDA device: NVML ignores CUDA_VISIBLE_DEVICES, JAX ids follow it."""
+    ordinal = int(getattr(device, "local_hardware_id", None) or device.id)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    entries = [v.strip() for v in visible.split(",") if v.strip()]
+    if entries and all(v.isdigit() for v in entries) and ordinal < len(entries):
+        return int(entries[ordinal])
+    return ordinal
+
+
+# ---------------------------------------------------------------------------- measuring
+def _shape_signature(tree: Any, tokens: Any) -> tuple[Any, ...]:
+    leaves = tuple((np.shape(x), str(x.dtype)) for x in jax.tree.leaves(tree))
+    return (str(jax.tree.structure(tree)), leaves, np.shape(tokens))
+
+
+def _xla_flops(compiled: Any) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older jax: one dict per program
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", math.nan))
+
+
+def check_config(space: SearchSpace, config: ProfileConfig) -> None:
+    """Raise ValueError unless the config's sequence fits the space's block size."""
+    if config.seq > space.block_size:
+        raise ValueError(f"seq={config.seq} exceeds the {space.scale} block size "
+                         f"{space.block_size}")
+
+
+class Profiler:
+    """Measures dense sub-networks of one space on one device.
+
+    Compiled forwards are cached by shape signature (at most `cache_size`, least recently used
+    first out), so a repeated arch is not compiled again.
+    """
+
+    def __init__(self, space: SearchSpace, config: ProfileConfig, device: Any = None,
+                 cache_size: int = 32) -> None:
+        check_config(space, config)
+        self.space, self.config = space, config
+        self.device = device or jax.devices()[0]
+        self.energy = EnergySensor(self.device)
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._cache_size = cache_size
+        self.compiles = 0
+        # Host (NumPy) parameters: extraction is then a slice on the host, with no compile.
+        key = jax.random.key(config.seed)
+        self.params = jax.device_get(init_params(key, space))
+        rng = np.random.default_rng(config.seed)
+        tokens = rng.integers(0, space.vocab_size, (config.batch, config.seq), dtype=np.int32)
+        self.tokens = jax.device_put(tokens, self.device)
+        self.metadata = {
+            "device": device_slug(self.device), "platform": self.device.platform,
+            "device_kind": str(self.device.device_kind), "host_cpu": host_cpu_model(),
+            "batch": config.batch, "seq": config.seq, "dtype": config.dtype,
+            "weights": f"random init (seed {config.seed})", "warmup": config.warmup,
+            "reps": config.reps, **versions()}
+
+    def _compiled(self, dense: Any) -> tuple[Any, float]:
+        signature = _shape_signature(dense, self.tokens)
+        if signature in self._cache:
+            self._cache.move_to_end(signature)
+            return self._cache[signature], 0.0
+        start = time.perf_counter()
+        compiled = jax.jit(dense_forward).lower(dense, self.tokens).compile()
+        seconds = time.perf_counter() - start
+        self.compiles += 1
+        self._cache[signature] = compiled
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return compiled, seconds
+
+    def measure(self, arch: Arch) -> pd.DataFrame:
+        """All observation rows of one arch (batch shape ()), in the module's layout."""
+        space, cfg = self.space, self.config
+        arch = space.validate(arch)
+        arch_id = space.arch_ids(arch)[0]
+        # Weights are stored in the compute dtype, as a deployed model would hold them (a cast
+        # inside the forward would add its memory traffic to the latency).
+        dtype = jnp.dtype(cfg.dtype)
+        dense = jax.tree.map(lambda x: np.asarray(x).astype(dtype),
+                             extract(self.params, arch, space))
+        dense = jax.device_put(dense, self.device)
+        compiled, compile_seconds = self._compiled(dense)
+        for _ in range(cfg.warmup):
+            compiled(dense, self.tokens).block_until_ready()
+        latency, energy = np.zeros(cfg.reps), np.full(cfg.reps, np.nan)
+        for rep in range(cfg.reps):
+            before = self.energy.read()
+            start = time.perf_counter()
+            compiled(dense, self.tokens).block_until_ready()
+            latency[rep] = (time.perf_counter() - start) * 1e3
+            after = self.energy.read()
+            if before is not None and after is not None:
+                energy[rep] = after - before
+        memory = compiled.memory_analysis()
+        rows = [("latency", r, v, "ms", "") for r, v in enumerate(latency)]
+        energy_note = self.energy.source if self.energy.available else self.energy.reason
+        rows += [("energy", r, v, "J", energy_note) for r, v in enumerate(energy)]
+        rows += [
+            ("flops_xla", 0, _xla_flops(compiled), "FLOPs", "XLA cost analysis"),
+            ("flops_analytic", 0, float(costs.forward_flops(arch, space, cfg.batch, cfg.seq)),
+             "FLOPs", "matrix products, 2 per MAC"),
+            ("params", 0, float(param_count(dense)), "count", "dense model"),
+            ("compile_time", 0, compile_seconds, "s",
+             "" if compile_seconds else "cached executable"),
+        ]
+        if memory is not None:
+            parts = {"argument": memory.argument_size_in_bytes,
+                     "output": memory.output_size_in_bytes, "temp": memory.temp_size_in_bytes}
+            total = sum(parts.values()) - memory.alias_size_in_bytes
+            rows.append(("memory", 0, total / MEGABYTE, "MB", "XLA argument+output+temp-alias"))
+            rows += [(f"memory_{k}", 0, v / MEGABYTE, "MB", "XLA memory analysis")
+                     for k, v in parts.items()]
+        stats = self.device.memory_stats() if self.device.platform != "cpu" else None
+        if stats and "peak_bytes_in_use" in stats:
+            rows.append(("memory_allocator_peak", 0, stats["peak_bytes_in_use"] / MEGABYTE,
+                         "MB", "allocator peak of the process so far (upper bound)"))
+        table = pd.DataFrame(rows, columns=["metric", "repeat", "value", "unit", "note"])
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        return table.assign(arch_id=arch_id, scale=space.scale, **self.metadata,
+                            profiled_at=now)[_column_order(self.metadata)]
+
+
+def _column_order(metadata: dict[str, Any]) -> list[str]:
+    head = ["arch_id", "scale", "metric", "device", "value", "unit", "repeat", "note"]
+    return head + [k for k in metadata if k not in head] + ["profiled_at"]
+
+
+# ---------------------------------------------------------------------------- resumable runs
+def parts_dir(out: str | Path) -> Path:
+    """The folder of per-arch part files of an output table: `<out>.parts/`."""
+    out = Path(out)
+    return out.with_name(out.name + PARTS_SUFFIX)
+
+
+def _part_path(parts: Path, arch_id: str) -> Path:
+    return parts / f"{hashlib.sha1(arch_id.encode()).hexdigest()[:16]}.parquet"
+
+
+def _open_parts(parts: Path, fingerprint: dict[str, Any]) -> None:
+    """Create the parts folder, or check that an existing one belongs to this configuration."""
+    parts.mkdir(exist_ok=True)
+    config_path = parts / _CONFIG_NAME
+    if config_path.exists():
+        stored = json.loads(config_path.read_text())
+        if stored != fingerprint:
+            changed = sorted(k for k in set(stored) | set(fingerprint)
+                             if stored.get(k) != fingerprint.get(k))
+            raise ValueError(f"{parts} holds a run with other settings ({changed} differ); "
+                             f"remove it or choose another output path")
+    else:
+        write_text_atomic(config_path, json.dumps(fingerprint, sort_keys=True))
+    for stale in parts.glob(".*.tmp"):  # a temp file of a killed run
+        stale.unlink()
+
+
+def profile_archs(archs: Arch, space: SearchSpace, config: ProfileConfig, out: str | Path, *,
+                  device: Any = None,
+                  on_arch: Callable[[str, float | None], None] | None = None) -> pd.DataFrame:
+    """Profile archs (batch shape (N,)) into the table `out`, resumable (module docstring).
+
+    Duplicate archs are profiled once. `on_arch(arch_id, median_latency_ms)` is called after
+    each arch (latency None when its part already existed). Returns the merged table.
+    """
+    archs = space.validate(archs)
+    if len(archs.batch_shape) != 1:
+        raise ValueError(f"profile_archs takes archs of batch shape (N,), got "
+                         f"{archs.batch_shape}")
+    out = Path(out)
+    check_output_path(out)
+    all_ids = space.arch_ids(archs)
+    ids = list(dict.fromkeys(all_ids))  # unique, in order of first appearance
+    first = {arch_id: all_ids.index(arch_id) for arch_id in ids}
+    profiler = Profiler(space, config, device)
+    parts = parts_dir(out)
+    fingerprint = {"scale": space.scale, "config": dataclasses.asdict(config),
+                   "device": profiler.metadata["device"],
+                   "device_kind": profiler.metadata["device_kind"]}
+    _open_parts(parts, fingerprint)
+    for arch_id in ids:
+        part = _part_path(parts, arch_id)
+        if part.exists():
+            if on_arch is not None:
+                on_arch(arch_id, None)
+            continue
+        rows = profiler.measure(archs[first[arch_id]])
+        write_parquet_atomic(rows, part)
+        if on_arch is not None:
+            latency = rows.loc[rows["metric"] == "latency", "value"]
+            on_arch(arch_id, float(latency.median()))
+    return merge_parts(out, ids, metadata={"scale": space.scale, **fingerprint,
+                                           **profiler.metadata})
+
+
+def merge_parts(out: str | Path, arch_ids: Sequence[str],
+                metadata: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Concatenate the parts of `arch_ids` (in order) into `out`, then remove the parts."""
+    out = Path(out)
+    parts = parts_dir(out)
+    missing = [a for a in arch_ids if not _part_path(parts, a).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} arch(s) have no part in {parts}, e.g. "
+                                f"{missing[0]!r}")
+    table = pd.concat([pd.read_parquet(_part_path(parts, a)) for a in arch_ids],
+                      ignore_index=True)
+    write_parquet_atomic(table, out, metadata)
+    for path in parts.iterdir():
+        path.unlink()
+    parts.rmdir()
+    return table
+
+
+# ---------------------------------------------------------------------------- table files
+def check_output_path(out: str | Path) -> None:
+    """Raise a one-line error unless `out` can be written (its folder exists and is writable)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output path {out} is a folder; expected a .parquet file path")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {folder} does not exist (or is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {folder} is not writable")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(table: pd.DataFrame, path: str | Path,
+                         metadata: dict[str, Any] | None = None) -> None:
+    """Write a parquet file via a temp file in the same folder and a rename; `metadata` goes
+    into the file's key-value metadata under b"hwgpt" as JSON."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata is not None:
+        merged = dict(arrow.schema.metadata or {})
+        merged[b"hwgpt"] = json.dumps(metadata, default=str).encode()
+        arrow = arrow.replace_schema_metadata(merged)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(arrow, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_table_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata `write_parquet_atomic` stored in a parquet file ({} if none)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(b"hwgpt")
+    return json.loads(raw) if raw else {}
+
+
+def read_arch_file(path: str | Path, space: SearchSpace) -> Arch:
+    """Archs from `hwgpt space sample` output: JSON (`--format json`) or CSV (`--format csv`,
+    read by its `arch_id` column). Archs of another scale raise ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"arch file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
+            ids = pd.read_csv(path)["arch_id"].astype(str).tolist()
+            return space.from_ids(ids)
+        return space.from_json(text)
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"arch file {path}: {err}") from None
+
+
+def arch_file_scale(path: str | Path) -> str | None:
+    """The scale an arch file names (JSON `scale` field or the CSV ids' prefix), else None."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"arch file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
+        ids = pd.read_csv(path).get("arch_id")
+        return str(ids.iloc[0]).partition(":")[0] if ids is not None and len(ids) else None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"arch file {path} is not valid JSON: {err}") from None
+    return str(data["scale"]) if isinstance(data, dict) and "scale" in data else None
