@@ -1,0 +1,105 @@
+"""`hwgpt query`: predict metrics of archs (a file, or N sampled) with saved surrogates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.cli import CliError
+from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.surrogates import MODES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("query", help="predict metrics of archs with surrogates")
+    parser.add_argument("--surrogates", required=True, help="folder written by `hwgpt fit`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--archs", help="archs: .json (`hwgpt space sample` output), or a "
+                                        ".txt / .csv / .parquet with arch ids (column arch_id)")
+    source.add_argument("-n", type=int, help="sample N archs uniformly (with --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (and sample mode)")
+    parser.add_argument("--metrics", nargs="+", required=True,
+                        help="metric names (expanded over --devices) or keys like latency:a100")
+    parser.add_argument("--devices", nargs="+", default=None)
+    parser.add_argument("--mode", choices=MODES, default="median")
+    parser.add_argument("--level", type=float, default=0.9, help="interval level")
+    parser.add_argument("--ground-truth", action="store_true",
+                        help="return measurements where the saved tables have the arch")
+    parser.add_argument("--out", required=True, help="output table (.parquet or .csv)")
+    parser.set_defaults(func=_query)
+
+
+def read_archs(path: str, space: SearchSpace) -> Arch:
+    """Archs from a JSON file (`SearchSpace.to_json`) or a table / text file of arch ids."""
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"--archs file {path!r} does not exist")
+    if file.suffix == ".json":
+        return space.from_json(file.read_text())
+    if file.suffix in (".csv", ".parquet"):
+        table = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
+        if "arch_id" not in table.columns:
+            raise CliError(f"--archs table {path!r} has no arch_id column")
+        return space.from_ids(table["arch_id"].astype(str).tolist())
+    ids = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    return space.from_ids(ids)
+
+
+def write_table(frame: pd.DataFrame, path: Path, metadata: dict) -> None:
+    """Atomic write (temp file in the same folder + rename), metadata kept with the table."""
+    if path.suffix not in (".parquet", ".csv"):
+        raise CliError(f"--out {str(path)!r} must end in .parquet or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        if path.suffix == ".parquet":
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   b"hwgpt": json.dumps(metadata).encode()})
+            pq.write_table(table, tmp)
+        else:
+            with open(tmp, "w") as out:
+                out.write(f"# hwgpt {json.dumps(metadata)}\n")
+                frame.to_csv(out, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _query(args: argparse.Namespace) -> int:
+    bench = Benchmark.load(args.surrogates)
+    space = bench.space
+    if args.archs:
+        archs = read_archs(args.archs, space)
+    else:
+        if args.n is None or args.n < 1:
+            raise CliError(f"-n {args.n} must be a positive integer")
+        archs = space.sample(jax.random.key(args.seed), args.n).to_numpy()
+    key = jax.random.key(args.seed) if args.mode == "sample" else None
+    frame = bench.query_frame(archs, args.metrics, args.devices, args.mode, key, args.level,
+                              args.ground_truth)
+    metadata = {"scale": space.scale, "surrogates": str(Path(args.surrogates).resolve()),
+                "metrics": bench.resolve(args.metrics, args.devices), "mode": args.mode,
+                "level": args.level, "seed": args.seed, "ground_truth": args.ground_truth,
+                "units": frame.attrs["units"], "archs": args.archs or f"sample n={args.n}"}
+    write_table(frame, Path(args.out), metadata)
+    print(f"{len(frame)} archs x {len(metadata['metrics'])} metrics ({args.mode}) -> {args.out}")
+    for k in metadata["metrics"]:
+        for name in [c for c in frame.columns if c == k or c.startswith(f"{k}@")]:
+            if frame[name].dtype == bool:
+                continue
+            column = frame[name]
+            print(f"  {name:<30} {frame.attrs['units'][k] or '-':<5} min {column.min():.4g}  "
+                  f"median {column.median():.4g}  max {column.max():.4g}")
+    return 0

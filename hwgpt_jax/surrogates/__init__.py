@@ -1,0 +1,30 @@
+"""Surrogate models of HW-GPT-Bench metrics: an MLP regressor for quality, quantile MLPs
+trained with the pinball loss for hardware cost, conformalized (CQR) on held-out archs."""
+
+from hwgpt_jax.surrogates.conformal import (
+    CENTRAL_LEVELS,
+    calibrate,
+    calibrated_quantiles,
+    conformal_quantile,
+    cqr_scores,
+)
+from hwgpt_jax.surrogates.data import MetricData, from_table, metric_key, split_key
+from hwgpt_jax.surrogates.fit import (
+    DEFAULT_LEVELS,
+    SurrogateConfig,
+    default_config,
+    fit_surrogate,
+    load_presets,
+    split_archs,
+)
+from hwgpt_jax.surrogates.losses import pinball_loss, squared_error
+from hwgpt_jax.surrogates.mlp import apply_mlp, init_mlp, monotone_quantiles
+from hwgpt_jax.surrogates.model import MODES, Surrogate, SurrogateSpec, predict
+
+__all__ = [
+    "CENTRAL_LEVELS", "DEFAULT_LEVELS", "MODES", "MetricData", "Surrogate", "SurrogateConfig",
+    "SurrogateSpec", "apply_mlp", "calibrate", "calibrated_quantiles", "conformal_quantile",
+    "cqr_scores", "default_config", "fit_surrogate", "from_table", "init_mlp", "load_presets",
+    "metric_key", "monotone_quantiles", "pinball_loss", "predict", "split_archs", "split_key",
+    "squared_error",
+]

@@ -1,0 +1,133 @@
+"""A fitted surrogate: static metadata (`SurrogateSpec`) plus an array pytree (`state`).
+
+Predictions are pure functions of (spec, state, features), so any number of surrogates can be
+traced into one jit-compiled query. Targets are modelled on a standardized scale,
+z = (t(y) - mean) / std with t = log for strictly positive metrics (multiplicative noise and
+heavy right tails become additive and symmetric) and t = identity otherwise; since t is
+monotone, quantiles and conformal intervals map back exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hwgpt_jax.surrogates.conformal import (
+    calibrated_quantiles,
+    sample_from_quantiles,
+    sample_levels,
+)
+from hwgpt_jax.surrogates.data import metric_key
+from hwgpt_jax.surrogates.mlp import apply_mlp, monotone_quantiles
+
+MODES = ("median", "quantiles", "interval", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateSpec:
+    """Everything about a surrogate that is not an array (JSON-serialisable)."""
+
+    scale: str
+    metric: str
+    device: str
+    unit: str
+    kind: str  # "mlp" (point regressor, squared error) or "quantile" (pinball loss)
+    levels: tuple[float, ...]
+    central_levels: tuple[float, ...]
+    transform: str  # "log" or "identity"
+    encoding: str
+    encoding_version: int
+    hidden: tuple[int, ...]
+    activation: str
+    data_hash: str
+    n_archs: int
+    n_observations: int
+    seed: int
+    fit_report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return metric_key(self.metric, self.device)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SurrogateSpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        missing = sorted(fields - set(data) - {"fit_report"})
+        if unknown or missing:
+            raise ValueError(f"surrogate spec has unknown fields {unknown} / lacks {missing}")
+        data = dict(data)
+        for name in ("levels", "central_levels"):
+            data[name] = tuple(float(v) for v in data[name])
+        data["hidden"] = tuple(int(v) for v in data["hidden"])
+        return cls(**data)
+
+    def state_shapes(self, n_features: int) -> dict[str, Any]:
+        """The expected shapes of `state` (used to check a loaded checkpoint)."""
+        sizes = (n_features, *self.hidden, len(self.levels))
+        return {
+            "params": [{"w": (a, b), "b": (b,)} for a, b in zip(sizes[:-1], sizes[1:],
+                                                                strict=True)],
+            "target_mean": (), "target_std": (), "corrections": (len(self.central_levels),),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Surrogate:
+    """A fitted surrogate: `spec` (static) and `state` {params, target_mean, target_std,
+    corrections} (arrays)."""
+
+    spec: SurrogateSpec
+    state: dict[str, Any]
+
+
+def base_quantiles(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array) -> jax.Array:
+    """Uncalibrated quantiles on the standardized scale, (N, Q)."""
+    raw = apply_mlp(state["params"], features, spec.activation)
+    return monotone_quantiles(raw, spec.levels.index(0.5))
+
+
+def to_original(spec: SurrogateSpec, state: dict[str, Any], z: jax.Array) -> jax.Array:
+    """Standardized scale -> the metric's unit."""
+    y = z * state["target_std"] + state["target_mean"]
+    return jnp.exp(y) if spec.transform == "log" else y
+
+
+def predict(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array, mode: str,
+            key: jax.Array | None = None, level: float = 0.9) -> jax.Array:
+    """One surrogate's answer in its unit (jit-able; mode and level static).
+
+    Returns:
+        median: (N,); quantiles: (N, Q) calibrated at `spec.levels`; interval: (N, 2) the
+        conformal interval of central level `level`; sample: (N,) one draw per arch from the
+        calibrated predictive distribution (needs `key`).
+    """
+    base = base_quantiles(spec, state, features)
+    args = (base, spec.levels, state["corrections"], spec.central_levels)
+    if mode == "median":
+        z = base @ jnp.asarray(_median_weights(spec.levels))
+    elif mode == "quantiles":
+        z = calibrated_quantiles(*args, taus=spec.levels)
+    elif mode == "interval":
+        z = calibrated_quantiles(*args, taus=((1 - level) / 2, 0.5, (1 + level) / 2))[..., ::2]
+    elif mode == "sample":
+        if key is None:
+            raise ValueError("mode='sample' needs a PRNG key (key=jax.random.key(seed))")
+        taus = sample_levels(spec.central_levels)
+        z = sample_from_quantiles(key, calibrated_quantiles(*args, taus=taus), taus)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    return to_original(spec, state, z)
+
+
+def _median_weights(levels: tuple[float, ...]) -> np.ndarray:
+    weights = np.zeros((len(levels),), np.float32)
+    weights[levels.index(0.5)] = 1.0
+    return weights

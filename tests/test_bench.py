@@ -1,0 +1,218 @@
+"""Tests of hwgpt_jax/bench.py: batched queries, modes, ground truth, save/load, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.costs import forward_flops, param_count
+from hwgpt_jax.space import get_space
+from hwgpt_jax.surrogates import MetricData, SurrogateConfig
+
+SPACE = get_space("tiny")
+PRESETS = Path(__file__).resolve().parents[1] / "surrogates" / "default.toml"
+FAST = SurrogateConfig(hidden=(16, 16), max_steps=100, eval_every=50, batch_size=256)
+
+
+def tables(n: int = 1500) -> list[MetricData]:
+    archs = SPACE.sample_unique(jax.random.key(0), n)
+    rng = np.random.default_rng(0)
+    flops = forward_flops(archs, SPACE, 1, 256).astype(np.float64)[:, None]
+    params = param_count(archs, SPACE).astype(np.float64)
+    return [
+        MetricData("tiny", "perplexity", "", "", archs,
+                   20 + 400 / np.sqrt(params / 1e5) + 0.1 * rng.standard_normal(n)),
+        MetricData("tiny", "latency", "cpu", "ms", archs,
+                   1e-8 * flops * np.exp(0.05 * rng.standard_normal((n, 5)))),
+        MetricData("tiny", "latency", "gpu", "ms", archs,
+                   1e-10 * flops * np.exp(0.1 * rng.standard_normal((n, 3)))),
+    ]
+
+
+@pytest.fixture(scope="module")
+def bench() -> Benchmark:
+    # perplexity on the one-hot encoding, latency on the continuous one: one query, two encodings
+    configs = {"perplexity": SurrogateConfig(kind="mlp", hidden=(16, 16), max_steps=100,
+                                             eval_every=50, batch_size=256, encoding="onehot"),
+               "hardware": FAST}
+    return Benchmark.fit(tables(), configs)
+
+
+@pytest.fixture(scope="module")
+def saved(bench, tmp_path_factory):
+    return bench.save(tmp_path_factory.mktemp("bench") / "surrogates")
+
+
+def test_listing(bench):
+    assert bench.metrics() == ["latency", "perplexity"]
+    assert bench.devices("latency") == ["cpu", "gpu"] and bench.devices("perplexity") == []
+    assert bench.resolve(["perplexity", "latency"]) == ["perplexity", "latency:cpu",
+                                                        "latency:gpu"]
+    assert bench.resolve(["latency"], devices=["gpu"]) == ["latency:gpu"]
+
+
+def test_one_batched_query_equals_single_arch_queries(bench):
+    archs = SPACE.sample_unique(jax.random.key(1), 10_000)
+    batched = bench.query(archs, ["perplexity", "latency"])
+    assert set(batched) == {"perplexity", "latency:cpu", "latency:gpu"}
+    single = {k: np.empty(10_000, np.float32) for k in batched}
+    for i in range(10_000):  # every one of the 10,000 archs, one call each
+        out = bench.query(archs[i], ["perplexity", "latency"])
+        for k, v in out.items():
+            single[k][i] = v[0]
+    for k in batched:
+        np.testing.assert_allclose(np.asarray(batched[k]), single[k], rtol=2e-6)
+
+
+def test_modes_shapes_and_order(bench):
+    archs = SPACE.sample(jax.random.key(2), 64)
+    median = bench.query(archs, ["latency:cpu"])["latency:cpu"]
+    quantiles = bench.query(archs, ["latency:cpu"], mode="quantiles")["latency:cpu"]
+    interval = bench.query(archs, ["latency:cpu"], mode="interval", level=0.8)["latency:cpu"]
+    sample = bench.query(archs, ["latency:cpu"], mode="sample",
+                         key=jax.random.key(3))["latency:cpu"]
+    assert median.shape == (64,) and quantiles.shape == (64, 9) and interval.shape == (64, 2)
+    assert np.all(np.diff(np.asarray(quantiles), axis=1) >= 0)
+    assert np.all(interval[:, 0] <= median) and np.all(median <= interval[:, 1])
+    again = bench.query(archs, ["latency:cpu"], mode="sample", key=jax.random.key(3))
+    np.testing.assert_array_equal(np.asarray(sample), np.asarray(again["latency:cpu"]))
+    other = bench.query(archs, ["latency:cpu"], mode="sample", key=jax.random.key(4))
+    assert not np.array_equal(np.asarray(sample), np.asarray(other["latency:cpu"]))
+
+
+def test_objective_fn_is_pure_jittable_and_matches_query(bench):
+    fn = jax.jit(bench.objective_fn(["perplexity", "latency:gpu"]))
+    archs = SPACE.sample(jax.random.key(5), 300)
+    values = fn(archs, jax.random.key(0))
+    assert values.shape == (300, 2)
+    expected = bench.query(archs, ["perplexity", "latency:gpu"])
+    np.testing.assert_allclose(values[:, 0], expected["perplexity"], rtol=1e-6)
+    np.testing.assert_allclose(values[:, 1], expected["latency:gpu"], rtol=1e-6)
+    sampler = jax.jit(bench.objective_fn(["latency:gpu"], mode="sample"))
+    a, b = sampler(archs, jax.random.key(1)), sampler(archs, jax.random.key(1))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_ground_truth_replaces_predictions_where_measured(bench):
+    data = tables()[1]
+    measured = data.archs[:5]
+    unseen = SPACE.sample_unique(jax.random.key(9), 5000)
+    known = {g.tobytes() for g in SPACE.genes(data.archs)}
+    unseen = unseen[np.array([g.tobytes() not in known for g in SPACE.genes(unseen)])][:5]
+    both = type(measured).concatenate([measured, unseen])
+    got = np.asarray(bench.query(both, ["latency:cpu"], ground_truth=True)["latency:cpu"])
+    predicted = np.asarray(bench.query(both, ["latency:cpu"])["latency:cpu"])
+    np.testing.assert_allclose(got[:5], np.median(data.observations[:5], axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(got[5:], predicted[5:])
+    frame = bench.query_frame(both, ["latency:cpu"], ground_truth=True)
+    assert frame["latency:cpu@measured"].tolist() == [True] * 5 + [False] * 5
+    assert frame.attrs["units"] == {"latency:cpu": "ms"}
+
+
+def test_save_load_round_trip_gives_identical_predictions(bench, saved):
+    loaded = Benchmark.load(saved)
+    archs = SPACE.sample(jax.random.key(6), 500)
+    for mode, kwargs in [("median", {}), ("quantiles", {}), ("interval", {"level": 0.5}),
+                         ("sample", {"key": jax.random.key(7)})]:
+        a = bench.query(archs, ["perplexity", "latency"], mode=mode, **kwargs)
+        b = loaded.query(archs, ["perplexity", "latency"], mode=mode, **kwargs)
+        for k in a:
+            np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+    assert loaded.spec("latency:gpu") == bench.spec("latency:gpu")
+    assert set(loaded.tables) == set(bench.tables)
+    sidecar = json.loads((saved / "benchmark.json").read_text())
+    assert sidecar["scale"] == "tiny" and sidecar["surrogates"][1]["unit"] == "ms"
+    with pytest.raises(FileExistsError, match="exists"):
+        bench.save(saved)
+    with pytest.raises(ValueError, match="scale 'tiny', expected 's'"):
+        Benchmark.load(saved, scale="s")
+
+
+def test_unknown_metric_device_and_level_errors_list_what_exists(bench):
+    archs = SPACE.sample(jax.random.key(8), 4)
+    with pytest.raises(ValueError, match=r"unknown metric 'energy'.*\['latency', 'perplexity'\]"):
+        bench.query(archs, ["energy"])
+    with pytest.raises(ValueError, match=r"unknown device 'tpu' for latency.*\['cpu', 'gpu'\]"):
+        bench.query(archs, ["latency"], devices=["tpu"])
+    with pytest.raises(ValueError, match="level=0.33 is not calibrated"):
+        bench.query(archs, ["latency:cpu"], mode="interval", level=0.33)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        bench.query(archs, ["latency:cpu"], mode="sample")
+
+
+def test_archs_of_another_scale_are_rejected(bench):
+    other = get_space("s").sample(jax.random.key(10), 3)
+    with pytest.raises(ValueError, match="Lmax=4 for the tiny space"):
+        bench.query(other, ["perplexity"])
+
+
+@pytest.mark.parametrize("damage", ["no_sidecar", "bad_json", "wrong_encoding", "edited_hash",
+                                    "missing_state", "truncated_tables"])
+def test_corrupted_folder_is_rejected_with_a_clear_message(saved, tmp_path, damage):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    sidecar = folder / "benchmark.json"
+    if damage == "no_sidecar":
+        sidecar.unlink()
+        match = "no benchmark.json"
+    elif damage == "bad_json":
+        sidecar.write_text(sidecar.read_text()[:50])
+        match = "not valid JSON"
+    elif damage == "wrong_encoding":
+        data = json.loads(sidecar.read_text())
+        data["encoding_version"] = 999
+        sidecar.write_text(json.dumps(data))
+        match = "encoding version 999"
+    elif damage == "edited_hash":
+        data = json.loads(sidecar.read_text())
+        data["state_sha256"] = "0" * 64
+        sidecar.write_text(json.dumps(data))
+        match = "do not match the sha256"
+    elif damage == "missing_state":
+        shutil.rmtree(folder / "state")
+        match = "cannot restore the surrogate checkpoint"
+    else:
+        path = folder / "tables.npz"
+        path.write_bytes(path.read_bytes()[:1000])
+        match = "tables.npz"
+    with pytest.raises(ValueError, match=match):
+        Benchmark.load(folder)
+
+
+def test_cli_fit_then_query(tmp_path, capsys):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from hwgpt_jax.cli import main
+
+    rows = []
+    for data in tables(400)[:2]:
+        ids = SPACE.arch_ids(data.archs)
+        for i in range(len(data)):
+            rows += [{"arch_id": ids[i], "scale": "tiny", "metric": data.metric,
+                      "device": data.device, "value": v, "unit": data.unit}
+                     for v in data.observations[i]]
+    pd.DataFrame(rows).to_parquet(tmp_path / "table.parquet")
+    out = tmp_path / "surrogates"
+    assert main(["fit", "--data", str(tmp_path / "table.parquet"), "--out", str(out),
+                 "--max-steps", "50", "--config", str(PRESETS)]) == 0
+    assert main(["query", "--surrogates", str(out), "-n", "100", "--seed", "1", "--metrics",
+                 "perplexity", "latency", "--mode", "interval", "--level", "0.8",
+                 "--out", str(tmp_path / "q.parquet")]) == 0
+    table = pq.read_table(tmp_path / "q.parquet")
+    metadata = json.loads(table.schema.metadata[b"hwgpt"])
+    assert metadata["metrics"] == ["perplexity", "latency:cpu"] and metadata["scale"] == "tiny"
+    frame = table.to_pandas()
+    assert len(frame) == 100 and {"latency:cpu@lo0.8", "latency:cpu@hi0.8"} <= set(frame)
+    assert np.all(frame["latency:cpu@lo0.8"] <= frame["latency:cpu@hi0.8"])
+    capsys.readouterr()
+    assert main(["query", "--surrogates", str(out), "-n", "5", "--metrics", "energy",
+                 "--out", str(tmp_path / "bad.csv")]) == 2
+    assert "unknown metric 'energy'" in capsys.readouterr().err

@@ -1,0 +1,200 @@
+"""Tests of hwgpt_jax/surrogates: losses, the quantile head, CQR calibration, fitting, tables."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau
+
+from hwgpt_jax.costs import forward_flops, param_count
+from hwgpt_jax.encoding import encode
+from hwgpt_jax.space import get_space
+from hwgpt_jax.surrogates import (
+    MetricData,
+    SurrogateConfig,
+    calibrate,
+    calibrated_quantiles,
+    fit_surrogate,
+    from_table,
+    monotone_quantiles,
+    pinball_loss,
+    predict,
+)
+
+SPACE = get_space("tiny")
+SMALL = {"hidden": (32, 32), "max_steps": 600, "eval_every": 100, "batch_size": 256,
+         "learning_rate": 1e-2, "weight_decay": 1e-3, "activation": "silu"}
+
+
+def synthetic(seed: int, n: int, repeats: int) -> tuple[MetricData, MetricData]:
+    """Latency-like (heteroscedastic, log-normal noise) and perplexity-like data, tiny space."""
+    archs = SPACE.sample_unique(jax.random.key(seed), n)
+    rng = np.random.default_rng(seed)
+    flops = forward_flops(archs, SPACE, 1, 256).astype(np.float64)
+    sigma = 0.02 + 0.2 * (archs.embed_dim == 256) + 0.1 * archs.bias  # noise depends on arch
+    latency = 1e-8 * flops[:, None] * np.exp(sigma[:, None] * rng.standard_normal((n, repeats)))
+    params = param_count(archs, SPACE).astype(np.float64)
+    ppl = 20 + 400 / np.sqrt(params / 1e5) + 0.05 * rng.standard_normal(n)
+    return (MetricData("tiny", "latency", "cpu", "ms", archs, latency),
+            MetricData("tiny", "perplexity", "", "", archs, ppl))
+
+
+def coverage(surrogate, data: MetricData, level: float) -> float:
+    features = encode(data.archs, SPACE, surrogate.spec.encoding)
+    interval = np.asarray(predict(surrogate.spec, surrogate.state, features, "interval",
+                                  level=level))
+    obs = data.observations
+    return float(np.mean((obs >= interval[:, :1]) & (obs <= interval[:, 1:])))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    latency, ppl = synthetic(seed=0, n=8000, repeats=4)
+    train, fresh = np.arange(4500), np.arange(4500, 8000)
+    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot", **SMALL)
+    quantile = fit_surrogate(latency.subset(train), config)
+    point_config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 1500})
+    point = fit_surrogate(ppl.subset(train), point_config)
+    return quantile, point, latency.subset(fresh), ppl.subset(fresh)
+
+
+def numpy_pinball(q: np.ndarray, y: np.ndarray, levels: np.ndarray) -> float:
+    total, count = 0.0, 0
+    for i in range(y.shape[0]):
+        for r in range(y.shape[1]):
+            if np.isnan(y[i, r]):
+                continue
+            for j, tau in enumerate(levels):
+                u = y[i, r] - q[i, j]
+                total += tau * u if u >= 0 else (tau - 1) * u
+                count += 1
+    return total / count
+
+
+def test_pinball_loss_matches_numpy_reference():
+    rng = np.random.default_rng(1)
+    q = np.sort(rng.normal(size=(7, 5)), axis=1)
+    y = rng.normal(size=(7, 3))
+    y[2, 1] = y[5, 0] = np.nan  # ragged repeats
+    levels = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    got = float(pinball_loss(jnp.asarray(q), jnp.asarray(y), jnp.asarray(levels)))
+    assert got == pytest.approx(numpy_pinball(q, y, levels), rel=1e-5)
+
+
+def test_pinball_loss_is_minimised_by_the_empirical_quantile():
+    y = np.random.default_rng(2).exponential(size=(1, 2001))
+    grid = np.linspace(0, 3, 601)
+    losses = [float(pinball_loss(jnp.full((1, 1), g), jnp.asarray(y), jnp.array([0.8])))
+              for g in grid]
+    assert abs(grid[int(np.argmin(losses))] - np.quantile(y, 0.8)) < 0.01
+
+
+def test_monotone_head_never_crosses():
+    raw = 30 * jax.random.normal(jax.random.key(3), (1000, 9))
+    q = np.asarray(monotone_quantiles(raw, 4))
+    assert np.all(np.diff(q, axis=1) >= 0)
+    np.testing.assert_allclose(q[:, 4], np.asarray(raw[:, 4]))
+
+
+def test_fitted_and_calibrated_quantiles_never_cross(fitted):
+    quantile = fitted[0]
+    archs = SPACE.sample(jax.random.key(4), 5000)
+    q = np.asarray(predict(quantile.spec, quantile.state, encode(archs, SPACE, "onehot"),
+                           "quantiles"))
+    assert q.shape == (5000, 9)
+    assert np.all(np.diff(q, axis=1) >= 0)
+
+
+def test_cqr_corrects_a_miscalibrated_model_on_heteroscedastic_data():
+    """Base quantiles deliberately too narrow; CQR must restore 50/80/90 % coverage."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, 120_000)
+    y = np.sin(4 * x) + (0.1 + x) * rng.standard_normal(x.size)
+    levels = (0.1, 0.5, 0.9)
+    narrow = np.sin(4 * x)[:, None] + 0.3 * (0.1 + x)[:, None] * np.array([-1.28, 0, 1.28])
+    calib, fresh = slice(0, 40_000), slice(40_000, None)
+    corrections = calibrate(narrow[calib], levels, y[calib, None], (0.5, 0.8, 0.9))
+    for level in (0.5, 0.8, 0.9):
+        taus = ((1 - level) / 2, 0.5, (1 + level) / 2)
+        q = np.asarray(calibrated_quantiles(jnp.asarray(narrow[fresh]), levels,
+                                            jnp.asarray(corrections), (0.5, 0.8, 0.9), taus))
+        covered = np.mean((y[fresh] >= q[:, 0]) & (y[fresh] <= q[:, 2]))
+        assert abs(covered - level) < 0.01, (level, covered)
+
+
+def test_conformal_coverage_of_a_fitted_quantile_mlp_on_fresh_archs(fitted):
+    quantile, _, fresh, _ = fitted
+    assert 0.88 <= coverage(quantile, fresh, 0.9) <= 0.92
+    assert 0.77 <= coverage(quantile, fresh, 0.8) <= 0.83
+    assert 0.47 <= coverage(quantile, fresh, 0.5) <= 0.53
+
+
+def test_point_mlp_ranks_fresh_archs_and_has_split_conformal_intervals(fitted):
+    _, point, _, fresh = fitted
+    features = encode(fresh.archs, SPACE, point.spec.encoding)
+    median = np.asarray(predict(point.spec, point.state, features, "median"))
+    truth = 20 + 400 / np.sqrt(param_count(fresh.archs, SPACE) / 1e5)  # noise-free ppl
+    assert kendalltau(median, truth)[0] > 0.9
+    assert 0.86 <= coverage(point, fresh, 0.9) <= 0.94
+
+
+def test_samples_follow_the_calibrated_quantiles(fitted):
+    quantile, _, fresh, _ = fitted
+    features = encode(fresh.archs[:200], SPACE, quantile.spec.encoding)
+    q = np.asarray(predict(quantile.spec, quantile.state, features, "quantiles"))
+    keys = jax.random.split(jax.random.key(6), 400)
+    draw = lambda k: predict(quantile.spec, quantile.state, features, "sample", key=k)  # noqa: E731
+    draws = np.asarray(jax.vmap(draw)(keys))  # (400, 200)
+    below = np.mean(draws <= q[None, :, 0]), np.mean(draws <= q[None, :, 4])
+    assert abs(below[0] - 0.1) < 0.01 and abs(below[1] - 0.5) < 0.015
+
+
+def test_log_transform_for_positive_targets_and_identity_otherwise(fitted):
+    assert fitted[0].spec.transform == "log"
+    data = MetricData("tiny", "delta", "", "", fitted[2].archs[:400],
+                      np.random.default_rng(7).normal(size=400))
+    config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 100})
+    assert fit_surrogate(data, config).spec.transform == "identity"
+    with pytest.raises(ValueError, match="strictly positive"):
+        fit_surrogate(data, SurrogateConfig(kind="mlp", transform="log", **SMALL))
+
+
+def test_fit_is_reproducible_for_a_seed():
+    data = synthetic(seed=8, n=600, repeats=2)[0]
+    config = SurrogateConfig(**{**SMALL, "max_steps": 100})
+    a, b = fit_surrogate(data, config), fit_surrogate(data, config)
+    for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_from_table_groups_long_rows_per_metric_and_device():
+    latency, ppl = synthetic(seed=9, n=50, repeats=3)
+    ids = SPACE.arch_ids(latency.archs)
+    rows = [{"arch_id": ids[i], "scale": "tiny", "metric": "latency", "device": "cpu",
+             "value": latency.observations[i, r], "unit": "ms", "repeat": r}
+            for i in range(50) for r in range(3 if i % 2 else 2)]  # ragged repeats
+    rows += [{"arch_id": ids[i], "scale": "tiny", "metric": "perplexity", "device": None,
+              "value": ppl.observations[i, 0], "unit": ""} for i in range(50)]
+    tables = {t.key: t for t in from_table(pd.DataFrame(rows[::-1]))}
+    assert sorted(tables) == ["latency:cpu", "perplexity"]
+    got = tables["latency:cpu"]
+    position = {a: i for i, a in enumerate(SPACE.arch_ids(got.archs))}
+    for i, arch_id in enumerate(ids):
+        expected = np.sort(latency.observations[i, : 3 if i % 2 else 2])
+        row = got.observations[position[arch_id]]
+        np.testing.assert_allclose(np.sort(row[~np.isnan(row)]), expected)
+    with pytest.raises(ValueError, match=r"not in the table; it has \['latency:cpu'"):
+        from_table(pd.DataFrame(rows), metrics=["energy"])
+    with pytest.raises(ValueError, match="lacks column"):
+        from_table(pd.DataFrame(rows).drop(columns=["unit"]))
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="kind='gauss'"):
+        SurrogateConfig(kind="gauss")
+    with pytest.raises(ValueError, match="contain 0.5"):
+        SurrogateConfig(levels=(0.1, 0.9))
