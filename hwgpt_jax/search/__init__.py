@@ -1,0 +1,46 @@
+"""Multi-objective architecture search: ask/tell algorithms, a registry by name, a runner.
+
+    from hwgpt_jax.search import make_algorithm, build_problem, run_search
+    problem = build_problem(space, ["params", "flops"])
+    algorithm = make_algorithm("nsga2", space, problem.n_objectives, population_size=256)
+    result = run_search(algorithm, problem, budget=2560, key=jax.random.key(0))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
+from hwgpt_jax.search.ehvi import EHVI
+from hwgpt_jax.search.local_search import LocalSearch
+from hwgpt_jax.search.lsbo import LSBO
+from hwgpt_jax.search.mo_regularized_evolution import MORegularizedEvolution
+from hwgpt_jax.search.nsga2 import NSGA2
+from hwgpt_jax.search.objectives import build_problem, parse_constraint, random_mlp_objective
+from hwgpt_jax.search.random_search import RandomSearch
+from hwgpt_jax.search.rsbo import RSBO
+from hwgpt_jax.search.runner import SearchResult, run_compiled, run_search
+from hwgpt_jax.space import SearchSpace
+
+ALGORITHMS: dict[str, type[SearchAlgorithm]] = {
+    cls.name: cls
+    for cls in (RandomSearch, MORegularizedEvolution, NSGA2, LocalSearch, RSBO, LSBO, EHVI)
+}
+POPULATION_BASED = ("random_search", "mo_regularized_evolution", "nsga2", "local_search")
+MODEL_BASED = ("rsbo", "lsbo", "ehvi")  # GP on a fixed-capacity archive: `max_evaluations`
+
+
+def make_algorithm(name: str, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
+                   **config: Any) -> SearchAlgorithm:
+    """Build a registered algorithm by name; `config` are its constructor options."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; expected one of {sorted(ALGORITHMS)}")
+    return ALGORITHMS[name](space, n_objectives, n_constraints, **config)
+
+
+__all__ = [
+    "ALGORITHMS", "EHVI", "LSBO", "MODEL_BASED", "NSGA2", "POPULATION_BASED", "RSBO",
+    "LocalSearch", "MORegularizedEvolution", "Problem", "RandomSearch", "SearchAlgorithm",
+    "SearchResult", "build_problem", "make_algorithm", "parse_constraint",
+    "random_mlp_objective", "run_compiled", "run_search", "total_violation",
+]

@@ -1,0 +1,257 @@
+"""A search experiment: several algorithms x seeds on one problem, written as tables and plots.
+
+Outputs in one folder (every file written atomically, parquet files carry the run's metadata
+as JSON under the key b"hwgpt"): `trajectory.parquet` (every evaluation: algorithm, seed,
+evaluation index, arch id and fields, every metric, feasibility), `hypervolume.parquet`
+(hypervolume after every batch), `pareto.parquet` (each run's feasible Pareto set with all
+metrics), `summary.json`, `pareto_front.png` and `hypervolume.png` (mean and min-max over
+seeds). Hypervolume uses objectives normalized as in HW-GPT-Bench (arXiv 2405.10299):
+min-max between the smallest and the largest architecture's values, reference point
+`ref_point` in every normalized objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from hwgpt_jax.pareto import normalization_bounds
+from hwgpt_jax.search import ALGORITHMS, MODEL_BASED, make_algorithm
+from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.runner import (
+    SearchResult,
+    hypervolume_curve,
+    infeasibility_message,
+    run_search,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """What to run: algorithms (names or 'all'), budget per run, seeds, sizes, HV reference."""
+
+    algorithms: tuple[str, ...]
+    budget: int
+    seeds: int = 1
+    population_size: int = 256
+    model_batch_size: int = 8  # candidates per ask of the GP-based methods
+    ref_point: float = 1.0
+
+    def __post_init__(self):
+        if self.algorithms == ("all",):
+            object.__setattr__(self, "algorithms", tuple(ALGORITHMS))
+        unknown = [a for a in self.algorithms if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {unknown}; expected names in "
+                             f"{sorted(ALGORITHMS)} or 'all'")
+        if self.seeds < 1 or self.budget < 1:
+            raise ValueError(f"seeds and budget must be >= 1; got {self.seeds}, {self.budget}")
+
+
+def algorithm_options(name: str, config: ExperimentConfig) -> dict[str, Any]:
+    """Constructor options of algorithm `name` under `config` (equal budgets for all)."""
+    if name in MODEL_BASED:
+        return {"batch_size": config.model_batch_size, "max_evaluations": config.budget,
+                "n_initial": max(2 * config.model_batch_size, min(32, config.budget // 4))}
+    if name == "local_search":
+        return {"batch_size": min(64, config.population_size),
+                "archive_size": max(config.population_size, 64)}
+    if name == "random_search":
+        return {"batch_size": config.population_size}
+    if name == "mo_regularized_evolution":
+        batch = max(1, config.population_size // 8)
+        return {"population_size": batch * 8, "batch_size": batch}
+    return {"population_size": config.population_size}
+
+
+@dataclasses.dataclass
+class Experiment:
+    config: ExperimentConfig
+    problem: Problem
+    lower: np.ndarray
+    upper: np.ndarray
+    results: list[SearchResult]
+    curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]
+
+
+def run_experiment(config: ExperimentConfig, problem: Problem,
+                   progress: Callable[[str, int, int], None] | None = None) -> Experiment:
+    """Run every algorithm for every seed (seed s uses PRNG key s).
+
+    Args:
+      progress: called with (algorithm, seed, evaluations done) after every batch.
+    """
+    objective_fn = lambda arch, key: problem.metrics_fn(arch, key)[:, : problem.n_objectives]  # noqa: E731
+    lower, upper = normalization_bounds(objective_fn, problem.space)
+    algorithms = {name: make_algorithm(name, problem.space, problem.n_objectives,
+                                       problem.n_constraints, **algorithm_options(name, config))
+                  for name in config.algorithms}
+    for algorithm in algorithms.values():  # fail before running anything
+        if config.budget < algorithm.min_budget:
+            raise ValueError(f"budget {config.budget} is smaller than what {algorithm.name} "
+                             f"needs for one population/batch ({algorithm.min_budget})")
+    results, curves = [], {}
+    for name, algorithm in algorithms.items():
+        for seed in range(config.seeds):
+            report = None if progress is None else (
+                lambda done, name=name, seed=seed: progress(name, seed, done))
+            result = run_search(algorithm, problem, config.budget, jax.random.key(seed),
+                                seed=seed, progress=report)
+            results.append(result)
+            curves[(name, seed)] = hypervolume_curve(
+                result, lower, upper, np.full(problem.n_objectives, config.ref_point))
+    return Experiment(config, problem, lower, upper, results, curves)
+
+
+def _frame(result: SearchResult, problem: Problem, rows: np.ndarray) -> pd.DataFrame:
+    space = problem.space
+    arch = jax.tree.map(np.asarray, space.from_genes(result.genes[rows])).to_numpy()
+    frame = pd.DataFrame({
+        "algorithm": result.algorithm, "seed": result.seed, "evaluation": rows,
+        "step": result.step[rows], "arch_id": space.arch_ids(arch) if len(rows) else [],
+    })
+    for field, values in dataclasses.asdict(arch).items():
+        frame[field] = list(values) if np.ndim(values) > 1 else values
+    values = np.concatenate([result.objectives, _constraint_values(result, problem)], axis=1)
+    for i, name in enumerate(problem.metric_names):
+        if name not in frame.columns:  # a constrained objective keeps its exact objective value
+            frame[name] = values[rows, i]
+    frame["feasible"] = result.feasible[rows]
+    return frame
+
+
+def _constraint_values(result: SearchResult, problem: Problem) -> np.ndarray:
+    """Undo the margin scaling of `Problem.evaluate`: the constraint metrics' raw values."""
+    upper = np.asarray(problem.constraint_upper, np.float64)
+    signed = result.constraints * np.maximum(np.abs(upper), 1.0) + upper
+    signs = np.asarray(problem.constraint_signs or (1.0,) * len(upper), np.float64)
+    return signed * signs  # '>=' constraints were negated to become '<='
+
+
+def summary(experiment: Experiment) -> dict[str, Any]:
+    """Final hypervolume per algorithm: mean, std, min, max over seeds, and per seed."""
+    out = {}
+    for name in experiment.config.algorithms:
+        finals = [experiment.curves[(name, s)][1][-1] for s in range(experiment.config.seeds)]
+        out[name] = {"final_hypervolume_mean": float(np.mean(finals)),
+                     "final_hypervolume_std": float(np.std(finals)),
+                     "final_hypervolume_min": float(np.min(finals)),
+                     "final_hypervolume_max": float(np.max(finals)),
+                     "per_seed": [float(v) for v in finals]}
+    return out
+
+
+def write_experiment(experiment: Experiment, out_dir: str | Path,
+                     metadata: dict[str, Any], extra_metrics: Callable | None = None
+                     ) -> list[Path]:
+    """Write the experiment's tables, summary and plots into `out_dir` (created if needed).
+
+    Args:
+      metadata: stored with every file (scale, objectives, constraints, versions, ...).
+      extra_metrics: optional fn(Arch) -> DataFrame of more metrics for the Pareto sets
+        (e.g. every surrogate metric of the benchmark).
+    """
+    from hwgpt_jax.plots import hypervolume_plot, pareto_front_plot
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    problem, config = experiment.problem, experiment.config
+    meta = {**metadata, "config": dataclasses.asdict(config),
+            "normalization": {"lower": experiment.lower.tolist(),
+                              "upper": experiment.upper.tolist(),
+                              "ref_point": config.ref_point,
+                              "rule": "min-max between the smallest and largest arch"},
+            "device": f"{jax.devices()[0].platform} ({platform.machine()})",
+            "versions": {"jax": jax.__version__, "numpy": np.__version__}}
+    trajectory = [_frame(r, problem, np.arange(len(r.genes))) for r in experiment.results]
+    pareto = [_frame(r, problem, np.flatnonzero(r.pareto_mask())) for r in experiment.results]
+    pareto_table = pd.concat(pareto, ignore_index=True)
+    if extra_metrics is not None and len(pareto_table):
+        space = problem.space
+        archs = space.from_ids(pareto_table["arch_id"].tolist())
+        more = extra_metrics(archs)
+        for column in more.columns:
+            if column not in pareto_table.columns:
+                pareto_table[column] = more[column].to_numpy()
+    hv_rows = [pd.DataFrame({"algorithm": name, "seed": seed, "evaluations": counts,
+                             "hypervolume": values})
+               for (name, seed), (counts, values) in experiment.curves.items()]
+    paths = [
+        _write_parquet(pd.concat(trajectory, ignore_index=True), out / "trajectory.parquet", meta),
+        _write_parquet(pd.concat(hv_rows, ignore_index=True), out / "hypervolume.parquet", meta),
+        _write_parquet(pareto_table, out / "pareto.parquet", meta),
+    ]
+    messages = [m for r in experiment.results if (m := infeasibility_message(r, problem))]
+    record = {**meta, "hypervolume": summary(experiment), "infeasible_runs": messages}
+    paths.append(_write_text(out / "summary.json", json.dumps(record, indent=2, default=str)))
+    labels = problem.metric_names[:2]
+    if problem.n_objectives >= 2:
+        fronts = {name: np.concatenate([r.objectives[r.pareto_mask(), :2]
+                                        for r in experiment.results if r.algorithm == name])
+                  for name in config.algorithms}
+        fronts = {k: v for k, v in fronts.items() if len(v)}
+        if fronts:  # no plot when nothing was feasible
+            paths.append(pareto_front_plot(fronts, out / "pareto_front.png", labels=labels,
+                                           title="Pareto fronts (all seeds)"))
+    curves = {name: np.stack([experiment.curves[(name, s)][1] for s in range(config.seeds)])
+              for name in config.algorithms}
+    first = experiment.curves[(config.algorithms[0], 0)][0]
+    same_x = all(len(experiment.curves[(n, 0)][0]) == len(first) for n in config.algorithms)
+    if same_x:
+        paths.append(hypervolume_plot(curves, out / "hypervolume.png", evaluations=first))
+    else:  # different batch sizes: one curve per algorithm on its own x values
+        paths.append(_hypervolume_plot_ragged(experiment, out / "hypervolume.png"))
+    return paths
+
+
+def _hypervolume_plot_ragged(experiment: Experiment, path: Path) -> Path:
+    from hwgpt_jax.plots import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name in experiment.config.algorithms:
+        x = experiment.curves[(name, 0)][0]
+        ys = np.stack([experiment.curves[(name, s)][1] for s in range(experiment.config.seeds)])
+        line, = ax.plot(x, ys.mean(0), label=name)
+        ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume (normalized objectives)")
+    ax.set_title("hypervolume over evaluations (mean, min-max over seeds)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, Any]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    merged = dict(table.schema.metadata or {})
+    merged[b"hwgpt"] = json.dumps(metadata, default=str).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table.replace_schema_metadata(merged), tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["Experiment", "ExperimentConfig", "algorithm_options", "run_experiment", "summary",
+           "write_experiment"]
