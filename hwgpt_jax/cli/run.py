@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--micro", action="store_true", help="tiny stages (smoke test, CI)")
     parser.add_argument("--fresh", action="store_true", help="redo stages whose outputs exist")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algorithms", help="comma-separated search algorithms, or 'all' "
+                        "(default: random_search,nsga2,mo_regularized_evolution,local_search)")
     parser.set_defaults(func=run)
 
 
@@ -69,7 +71,18 @@ class _Bars:
 
 def run(args: argparse.Namespace) -> int:
     factory = RunConfig.micro if args.micro else RunConfig.fast if args.fast else RunConfig
-    config = factory(scale=args.scale, seed=args.seed)
+    changes = {"scale": args.scale, "seed": args.seed}
+    if args.algorithms:
+        from hwgpt_jax.search import ALGORITHMS
+
+        names = tuple(ALGORITHMS) if args.algorithms == "all" else tuple(
+            args.algorithms.split(","))
+        unknown = [n for n in names if n not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {unknown}; expected some of "
+                             f"{sorted(ALGORITHMS)} or 'all'")
+        changes["algorithms"] = names
+    config = factory(**changes)
     bars = _Bars()
     try:
         pipeline = Pipeline(config, args.out, fresh=args.fresh, progress=bars)
