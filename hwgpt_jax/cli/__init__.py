@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("space", "train")
+COMMANDS = ("space", "train", "evaluate", "profile", "fit", "query", "search", "run", "plot")
 
 
 class CliError(Exception):
