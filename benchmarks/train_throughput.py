@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -44,11 +45,12 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         trainer.step(every_dim)
         compile_seconds = time.perf_counter() - start
         largest = sandwich_members(space, jax.random.key(0), n_dev, 0)[:1]
-        largest_times = [_timed(trainer, largest) for _ in range(max(2, steps // 2))]
-        sandwich_times = [_timed(trainer, None) for _ in range(steps)]
+        largest_runs = [_timed(trainer, largest) for _ in range(max(2, steps // 2))]
+        sandwich_runs = [_timed(trainer, None) for _ in range(steps)]
         trainer.close()
     device = jax.devices()[0]
     tokens = batch * seq
+    largest_times, sandwich_times = [w for w, _ in largest_runs], [w for w, _ in sandwich_runs]
     row = {
         "benchmark": "train_throughput", "scale": scale, "batch": batch, "seq": seq,
         "dtype": "float32", "devices": n_dev, "device": device.device_kind,
@@ -60,10 +62,19 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         "sandwich_step_s_all": sandwich_times,
         "tokens_per_s_sandwich": tokens / statistics.median(sandwich_times),
         "tokens_per_s_largest": tokens / statistics.median(largest_times),
+        "largest_step_cpu_s": statistics.median(c for _, c in largest_runs),
+        "sandwich_step_cpu_s": statistics.median(c for _, c in sandwich_runs),
+        "cpu_threads": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if scale == "s" and (batch, seq) == (8, 256):
         row["speedup_vs_pytorch_sandwich"] = PYTORCH_S_SANDWICH_SECONDS / row["sandwich_step_s"]
         row["speedup_vs_pytorch_largest"] = PYTORCH_S_LARGEST_SECONDS / row["largest_step_s"]
+        # On a loaded machine: the speed-up this process would have alone on its 2 threads
+        # (CPU seconds / threads), an estimate next to the measured wall-clock ratio.
+        threads = min(2, os.cpu_count() or 1)
+        row["speedup_vs_pytorch_sandwich_cpu_time_estimate"] = (
+            PYTORCH_S_SANDWICH_SECONDS / (row["sandwich_step_cpu_s"] / threads))
     return row
 
 
@@ -74,10 +85,12 @@ def _with_dim(space, dim, n_dev):
     return Member(str(dim), jax.tree.map(lambda x: x[None].repeat(n_dev, 0), arch), dim)
 
 
-def _timed(trainer: Trainer, members) -> float:
-    start = time.perf_counter()
+def _timed(trainer: Trainer, members) -> tuple[float, float]:
+    """Wall and process-CPU seconds of one step (CPU time is the steadier figure on a shared
+    machine: other processes inflate wall time, not this process's CPU time)."""
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.step(members)  # blocks: reads the losses
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:

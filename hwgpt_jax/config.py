@@ -53,6 +53,9 @@ class TrainConfig:
     seq_len: int = 256
     grad_accum: int = 1
     num_random_archs: int = 2
+    # Token chunks of the fused LM-head cross-entropy (the gcd with the tokens per
+    # micro-batch is used): fewer (V, D)-sized partial sums vs smaller (tokens, V) buffers.
+    head_chunks: int = 8
     seed: int = 0
     eval_every: int = 100
     eval_windows: int = 32
@@ -61,7 +64,8 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_len", "grad_accum", "checkpoint_every",
+        for name in ("steps", "batch_size", "seq_len", "grad_accum", "head_chunks",
+                     "checkpoint_every",
                      "keep_checkpoints", "log_every", "eval_windows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -181,6 +181,53 @@ def _masked_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, dim_mask
     return y.astype(x.dtype)
 
 
+def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
+                  compute_dtype: Any = None, skip_inactive: bool = False) -> jax.Array:
+    """Final hidden states (B, T, D) of the supernet (after the last LayerNorm, before the
+    tied head); `masked_forward` applies the head, training fuses it with the loss.
+
+    `arch` is traced data; `space`, `compute_dtype` and `skip_inactive` are static. Masks are
+    built once, outside the layer loop: (D,), (L, H), (L, F), (L,). With `skip_inactive` an
+    inactive block is skipped by `lax.cond` instead of computed and discarded by `where`; use
+    it only where the arch is not vmapped (under vmap the conditional becomes a select and
+    computes both branches).
+    """
+    _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
+    hidden_max = params["blocks"]["fc_kernel"].shape[-1]
+    dtype = compute_dtype or params["token_embedding"].dtype
+    dim = arch.embed_dim.astype(jnp.float32)
+    dim_mask = (jnp.arange(dim_max) < arch.embed_dim).astype(jnp.float32)
+    head_mask = (jnp.arange(heads_max)[None, :] < arch.n_head[:, None]).astype(dtype)
+    hidden_units = arch.mlp_ratio * arch.embed_dim
+    hidden_mask = (jnp.arange(hidden_max)[None, :] < hidden_units[:, None]).astype(dtype)
+    layer_active = jnp.arange(space.max_layers) < arch.n_layer
+    use_bias = arch.bias.astype(dtype)
+    cos, sin = _rope_tables(tokens.shape[1], space.head_size)
+    x = params["token_embedding"].astype(dtype)[tokens] * dim_mask.astype(dtype)  # (B, T, D)
+    norm = _masked_layer_norm
+
+    def update(x: jax.Array, p: Params, heads: jax.Array, hidden: jax.Array) -> jax.Array:
+        p = _cast(p, dtype)
+        h = norm(x, p["ln1_scale"], p["ln1_bias"], dim_mask, dim)
+        qkv = jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"]) + use_bias * p["qkv_bias"]
+        attn = _causal_attention(qkv, cos, sin)  # (B, T, H, S)
+        out_kernel = p["attn_out_kernel"] * heads[:, None, None]
+        attn = jnp.einsum("bthc,hcd->btd", attn, out_kernel) + use_bias * p["attn_out_bias"]
+        h = norm(x, p["ln2_scale"], p["ln2_bias"], dim_mask, dim)
+        h = _gelu(h @ p["fc_kernel"] + use_bias * p["fc_bias"]) * hidden
+        mlp = h @ p["proj_kernel"] + use_bias * p["proj_bias"]
+        return x + (attn + mlp) * dim_mask.astype(dtype)
+
+    def block(x: jax.Array, layer: tuple[Any, ...]) -> tuple[jax.Array, None]:
+        p, heads, hidden, active = layer
+        if skip_inactive:
+            return lax.cond(active, lambda x: update(x, p, heads, hidden), lambda x: x, x), None
+        return jnp.where(active, update(x, p, heads, hidden), x), None
+
+    x, _ = lax.scan(block, x, (params["blocks"], head_mask, hidden_mask, layer_active))
+    return norm(x, params["ln_f_scale"], params["ln_f_bias"], dim_mask, dim)
+
+
 def masked_forward(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
                    compute_dtype: Any = None) -> jax.Array:
     """Supernet logits (B, T, V_pad) float32 of one arch (batch shape ()); jit-able.
@@ -189,39 +236,8 @@ def masked_forward(params: Params, tokens: jax.Array, arch: Arch, space: SearchS
     `forward` at a boundary). `compute_dtype` (e.g. bfloat16) casts parameters at use;
     LayerNorm and softmax run in float32.
     """
-    _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
-    hidden_max = params["blocks"]["fc_kernel"].shape[-1]
-    dtype = compute_dtype or params["token_embedding"].dtype
-    dim = arch.embed_dim.astype(jnp.float32)
-    # Masks are built once here, outside the layer loop: (D,), (L, H), (L, F), (L,).
-    dim_mask = (jnp.arange(dim_max) < arch.embed_dim).astype(jnp.float32)
-    head_mask = (jnp.arange(heads_max)[None, :] < arch.n_head[:, None]).astype(dtype)
-    hidden_units = arch.mlp_ratio * arch.embed_dim
-    hidden_mask = (jnp.arange(hidden_max)[None, :] < hidden_units[:, None]).astype(dtype)
-    layer_active = jnp.arange(space.max_layers) < arch.n_layer
-    use_bias = arch.bias.astype(dtype)
-
-    cos, sin = _rope_tables(tokens.shape[1], space.head_size)
-    embedding = params["token_embedding"].astype(dtype)
-    x = embedding[tokens] * dim_mask.astype(dtype)  # (B, T, D)
-
-    def block(x: jax.Array, layer: tuple[Any, ...]) -> tuple[jax.Array, None]:
-        p, heads, hidden, active = layer
-        p = _cast(p, dtype)
-        h = _masked_layer_norm(x, p["ln1_scale"], p["ln1_bias"], dim_mask, dim)
-        qkv = jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"]) + use_bias * p["qkv_bias"]
-        attn = _causal_attention(qkv, cos, sin)  # (B, T, H, S)
-        # Zeroing the inactive heads' rows of the out kernel drops their (finite) outputs.
-        out_kernel = p["attn_out_kernel"] * heads[:, None, None]
-        attn = jnp.einsum("bthc,hcd->btd", attn, out_kernel) + use_bias * p["attn_out_bias"]
-        h = _masked_layer_norm(x, p["ln2_scale"], p["ln2_bias"], dim_mask, dim)
-        h = _gelu(h @ p["fc_kernel"] + use_bias * p["fc_bias"]) * hidden
-        mlp = h @ p["proj_kernel"] + use_bias * p["proj_bias"]
-        update = (attn + mlp) * dim_mask.astype(dtype)
-        return jnp.where(active, x + update, x), None
-
-    x, _ = lax.scan(block, x, (params["blocks"], head_mask, hidden_mask, layer_active))
-    x = _masked_layer_norm(x, params["ln_f_scale"], params["ln_f_bias"], dim_mask, dim)
+    x = masked_hidden(params, tokens, arch, space, compute_dtype)
+    embedding = params["token_embedding"].astype(compute_dtype or params["token_embedding"].dtype)
     return (x @ embedding.T).astype(jnp.float32)
 
 

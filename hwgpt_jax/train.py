@@ -10,7 +10,19 @@ the largest arch whatever the arch, because masks do not remove work. Slicing th
 a member's embed dim (a static, at most 3 values) removes most of that waste while heads, MLP
 ratios, depth and bias stay traced data, so at most 3 gradient programs (plus one update) serve
 every architecture. Within one step a random member's embed dim is shared by all devices
-(pmap runs one program); its other choices differ per device.
+(pmap runs one program); its other choices differ per device. Finer buckets (per head count or
+MLP ratio) would multiply the programs (compile time) for little gain: a random arch's largest
+layer almost always has the maximum heads and ratio. Depth is not a bucket either: inactive
+blocks are skipped at run time by `lax.cond` (pmap runs each device's program on its own archs,
+so the conditional is real, not a select).
+
+Where the time goes (tiny, batch 8 x seq 256, measured on 2 CPU cores): the tied LM head over
+50,304 tokens is about 60% of the largest arch's gradient, and it is matmul bound (three
+(tokens x D x V) matmuls). `tied_head_cross_entropy` computes the loss and both head gradients
+in one pass per token chunk, so the (tokens, V) logits and softmax never exist whole (memory
+O(chunk x V) instead of several (tokens, V) buffers) at no extra FLOPs. The gradient is taken
+with respect to the sliced parameters and added into the leading slice of a donated
+accumulator, so a member allocates no full-size zero gradient.
 
 Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
 state, and each step's archs come from `fold_in(seed key, step)`, so a run stopped at step k
@@ -24,6 +36,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +45,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax import lax
 
 from hwgpt_jax import data as data_lib
 from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.model import Params, init_params, masked_forward, weight_decay_mask
+from hwgpt_jax.model import (
+    Params,
+    init_params,
+    masked_forward,
+    masked_hidden,
+    weight_decay_mask,
+)
 from hwgpt_jax.space import Arch, SearchSpace, get_space
 
 AXIS = "devices"
@@ -89,27 +109,120 @@ def slice_embed_dim(params: Params, dim: int, max_ratio: int) -> Params:
 def lm_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
             compute_dtype: Any = None) -> jax.Array:
     """Mean next-token cross-entropy of one arch on windows (B, T + 1); padded vocab ids
-    beyond the real vocabulary never occur as targets."""
+    beyond the real vocabulary never occur as targets. The plain reference (validation)."""
     logits = masked_forward(params, windows[:, :-1], arch, space, compute_dtype)
     return optax.softmax_cross_entropy_with_integer_labels(logits, windows[:, 1:]).mean()
 
 
+# ---------------------------------------------------------------------------- fast training loss
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def tied_head_cross_entropy(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
+                            n_chunks: int = 1) -> jax.Array:
+    """Mean cross-entropy of the tied LM head `hidden @ embedding.T` against integer targets.
+
+    Equals `softmax_cross_entropy_with_integer_labels(hidden @ embedding.T, targets).mean()`
+    but never holds the (N, V) logits and their softmax more than one token chunk at a time.
+    Its forward under `grad` computes the loss and both input gradients in the same pass over
+    each chunk (one logits matmul, then `dlogits @ E` and `dlogits.T @ h`), so the head costs
+    three matmuls and one softmax instead of autodiff's saved logits, log-softmax and a second
+    softmax pass over (N, V).
+
+    Args:
+        hidden: (N, D) final hidden states (after the last LayerNorm).
+        embedding: (V, D) the tied token embedding.
+        targets: (N,) int target ids.
+        n_chunks: static number of token chunks; must divide N.
+    """
+    def body(total: jax.Array, chunk: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        logits = (chunk[0] @ embedding.T).astype(jnp.float32)  # (N/c, V)
+        nll = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(
+            logits, chunk[1][:, None], -1)[:, 0]
+        return total + nll.sum(), None
+
+    total, _ = lax.scan(body, jnp.zeros((), jnp.float32), _token_chunks(hidden, targets,
+                                                                          n_chunks))
+    return total / targets.shape[0]
+
+
+def _token_chunks(hidden: jax.Array, targets: jax.Array, n_chunks: int
+                  ) -> tuple[jax.Array, jax.Array]:
+    if hidden.shape[0] % n_chunks:
+        raise ValueError(f"n_chunks={n_chunks} does not divide the {hidden.shape[0]} tokens")
+    return (hidden.reshape(n_chunks, -1, hidden.shape[-1]), targets.reshape(n_chunks, -1))
+
+
+def _tied_head_fwd(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
+                   n_chunks: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    n_tokens, vocab = targets.shape[0], embedding.shape[0]
+
+    def body(d_embedding: jax.Array, chunk: tuple[jax.Array, jax.Array]):
+        h, t = chunk
+        logits = (h @ embedding.T).astype(jnp.float32)  # (N/c, V)
+        lse = jax.nn.logsumexp(logits, -1)
+        nll = lse - jnp.take_along_axis(logits, t[:, None], -1)[:, 0]
+        # d mean-CE / d logits = (softmax - onehot) / N, built in one elementwise pass.
+        is_target = jnp.arange(vocab)[None, :] == t[:, None]
+        d_logits = ((jnp.exp(logits - lse[:, None]) - is_target) / n_tokens).astype(h.dtype)
+        # Partial sums of the embedding gradient stay float32 under a bf16 compute dtype.
+        d_embedding = d_embedding + jnp.matmul(d_logits.T, h,
+                                               preferred_element_type=jnp.float32)
+        return d_embedding, (nll.sum(), d_logits @ embedding)
+
+    d_embedding, (nll, d_hidden) = lax.scan(
+        body, jnp.zeros(embedding.shape, jnp.float32), _token_chunks(hidden, targets, n_chunks))
+    return nll.sum() / n_tokens, (d_hidden.reshape(hidden.shape).astype(hidden.dtype),
+                                  d_embedding.astype(embedding.dtype))
+
+
+def _tied_head_bwd(n_chunks: int, residuals: tuple[jax.Array, jax.Array],
+                   g: jax.Array) -> tuple[jax.Array, jax.Array, None]:
+    d_hidden, d_embedding = residuals
+    return (g * d_hidden).astype(d_hidden.dtype), (g * d_embedding).astype(d_embedding.dtype), None
+
+
+tied_head_cross_entropy.defvjp(_tied_head_fwd, _tied_head_bwd)
+
+
+def train_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
+               compute_dtype: Any = None, head_chunks: int = 1) -> jax.Array:
+    """`lm_loss` computed the fast way for training: inactive blocks skipped and the tied head
+    fused with the cross-entropy (`tied_head_cross_entropy`). Same value and gradient as
+    `lm_loss` up to float32 round-off."""
+    hidden = masked_hidden(params, windows[:, :-1], arch, space, compute_dtype,
+                           skip_inactive=True)
+    embedding = params["token_embedding"].astype(compute_dtype or jnp.float32)
+    return tied_head_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), embedding,
+                                   windows[:, 1:].reshape(-1), head_chunks)
+
+
+def _add_leading_slice(full: jax.Array, part: jax.Array) -> jax.Array:
+    """full with `part` added to its leading slice (part's shape), updated in place."""
+    return full.at[tuple(slice(0, n) for n in part.shape)].add(part)
+
+
 def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
-                  space: SearchSpace, dim: int, compute_dtype: Any) -> tuple[Params, jax.Array]:
-    """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1)."""
-    def loss_fn(full: Params, micro: jax.Array) -> jax.Array:
-        return lm_loss(slice_embed_dim(full, dim, max(space.mlp_ratios)), micro, arch, space,
-                       compute_dtype)
+                  space: SearchSpace, dim: int, compute_dtype: Any,
+                  head_chunks: int) -> tuple[Params, jax.Array]:
+    """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1).
+
+    The gradient is taken with respect to the parameters sliced to `dim` and added into the
+    leading slice of `acc` (donated, so in place): no full-size zero gradient per member.
+    """
+    sliced = slice_embed_dim(params, dim, max(space.mlp_ratios))
+    grad_fn = jax.value_and_grad(train_loss)
 
     def micro_step(carry: tuple[Params, jax.Array], micro: jax.Array):
         grads, total = carry
-        loss, g = jax.value_and_grad(loss_fn)(params, micro)
+        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks)
         return (jax.tree.map(jnp.add, grads, g), total + loss), None
 
     n_micro = windows.shape[0]
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
-    acc = jax.tree.map(lambda a, g: a + g / n_micro, acc, grads)
+    if n_micro == 1:
+        total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks)
+    else:
+        zeros = jax.tree.map(jnp.zeros_like, sliced)
+        (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
+    acc = jax.tree.map(lambda a, g: _add_leading_slice(a, g / n_micro), acc, grads)
     return acc, jax.lax.pmean(total / n_micro, AXIS)
 
 
@@ -212,7 +325,7 @@ class Trainer:
     def _grad_fn(self, dim: int) -> Callable:
         if dim not in self._grad_fns:
             self._grad_fns[dim] = jax.pmap(
-                _member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6), donate_argnums=(1,),
+                _member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6, 7), donate_argnums=(1,),
                 devices=self.devices)
         return self._grad_fns[dim]
 
@@ -224,12 +337,14 @@ class Trainer:
         if members is None:
             members = sandwich_members(self.space, jax.random.fold_in(self.key, self.step_count),
                                        n_dev, cfg.num_random_archs)
+        # The largest divisor-compatible chunking of one micro-batch's tokens.
+        head_chunks = math.gcd(cfg.head_chunks, windows.shape[2] * (windows.shape[3] - 1))
         acc = jax.tree.map(jnp.zeros_like, self.params)
         losses = {}
         for member in members:
             acc, loss = self._grad_fn(member.embed_dim)(
                 self.params, acc, windows, member.arch, self.space, member.embed_dim,
-                self.compute_dtype)
+                self.compute_dtype, head_chunks)
             # Reading the loss blocks on the step: CPU collectives deadlock when many pmapped
             # programs are in flight at once (DESIGN.md).
             losses[member.name] = float(loss[0])

@@ -5,12 +5,24 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.model import init_params
 from hwgpt_jax.space import get_space
-from hwgpt_jax.train import Trainer, TrainingDivergedError, load_trained_params, sandwich_members
+from hwgpt_jax.train import (
+    Trainer,
+    TrainingDivergedError,
+    lm_loss,
+    load_trained_params,
+    sandwich_members,
+    slice_embed_dim,
+    tied_head_cross_entropy,
+    train_loss,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,73 @@ def test_sandwich_members_layout():
         assert np.all(member.arch.embed_dim == member.embed_dim)  # one program per member
         space.validate(member.arch)
     assert members[0].embed_dim == 256 and members[1].embed_dim == 64
+
+
+@pytest.mark.parametrize("n_chunks", [1, 3])
+def test_fused_head_loss_and_gradient_equal_optax(n_chunks):
+    keys = jax.random.split(jax.random.key(3), 3)
+    hidden = jax.random.normal(keys[0], (24, 8))
+    embedding = jax.random.normal(keys[1], (37, 8))
+    targets = jax.random.randint(keys[2], (24,), 0, 37)
+
+    def reference(h, e):
+        return optax.softmax_cross_entropy_with_integer_labels(h @ e.T, targets).mean()
+
+    def fused(h, e):
+        return tied_head_cross_entropy(h, e, targets, n_chunks)
+
+    want, want_grads = jax.value_and_grad(reference, (0, 1))(hidden, embedding)
+    got, got_grads = jax.jit(jax.value_and_grad(fused, (0, 1)))(hidden, embedding)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(fused(hidden, embedding), want, rtol=1e-6)  # undifferentiated
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="n_chunks=5 does not divide the 24 tokens"):
+        tied_head_cross_entropy(hidden, embedding, targets, 5)
+
+
+def test_fused_head_bfloat16_gradients_close_to_float32():
+    keys = jax.random.split(jax.random.key(4), 3)
+    hidden = jax.random.normal(keys[0], (32, 16))
+    embedding = jax.random.normal(keys[1], (40, 16)) * 0.3
+    targets = jax.random.randint(keys[2], (32,), 0, 40)
+
+    def grads(dtype):
+        def loss(h, e):
+            return tied_head_cross_entropy(h.astype(dtype), e.astype(dtype), targets, 4)
+        return jax.grad(loss, (0, 1))(hidden, embedding)
+
+    for low, high in zip(grads(jnp.bfloat16), grads(jnp.float32), strict=True):
+        assert low.dtype == jnp.float32
+        np.testing.assert_allclose(low, high, atol=0.02 * float(np.abs(high).max()))
+
+
+def test_train_loss_equals_masked_reference_on_sliced_params():
+    """The training loss (inactive blocks skipped by lax.cond, fused head, params sliced to the
+    embed dim) has the value and gradient of the plain masked-supernet cross-entropy."""
+    space = get_space("tiny")
+    params = init_params(jax.random.key(0), space)
+    params["blocks"] = params["blocks"] | {  # non-zero biases so the bias flag matters
+        k: v + 0.01 for k, v in params["blocks"].items() if k.endswith("_bias")}
+    windows = jax.random.randint(jax.random.key(1), (2, 17), 0, space.vocab_size)
+    # Exercises the embed-dim slice (128 of 256), a skipped block (3 of 4), masked heads and
+    # hidden units, and biases.
+    archs = [space.from_records([{
+        "embed_dim": 128, "n_layer": 3, "n_head": [2, 8, 4], "mlp_ratio": [4, 2, 3],
+        "bias": True}])[0]]
+    for arch in archs:
+        dim = int(arch.embed_dim)
+        want, want_grads = jax.value_and_grad(lm_loss)(params, windows, arch, space)
+
+        def sliced_loss(p, arch=arch, dim=dim):
+            return train_loss(slice_embed_dim(p, dim, max(space.mlp_ratios)), windows, arch,
+                              space, None, 2)
+
+        got, got_grads = jax.jit(jax.value_and_grad(sliced_loss))(params)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+        assert not np.any(np.asarray(got_grads["token_embedding"][:, dim:]))
 
 
 @pytest.fixture(scope="module")
