@@ -22,6 +22,7 @@ import pandas as pd
 
 from hwgpt_jax import plots
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.pareto import non_dominated_mask
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData, from_table
 
@@ -122,8 +123,9 @@ def _search(args: argparse.Namespace) -> int:
                                     f"output folder?")
     objectives = json.loads((results / "summary.json").read_text())["objectives"]
     pareto = pd.read_parquet(results / "pareto.parquet")
-    fronts = {name: group[objectives[:2]].to_numpy(float)
+    pooled = {name: group[objectives[:2]].to_numpy(float)
               for name, group in pareto.groupby("algorithm")}
+    fronts = {name: v[np.asarray(non_dominated_mask(v))] for name, v in pooled.items()}
     out = Path(args.out)
     print(plots.pareto_front_plot(fronts, out / "pareto_front.png", labels=objectives[:2]))
     curves = pd.read_parquet(results / "hypervolume.parquet")

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.pareto import normalization_bounds
+from hwgpt_jax.pareto import non_dominated_mask, normalization_bounds
 from hwgpt_jax.search import ALGORITHMS, MODEL_BASED, make_algorithm
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.runner import (
@@ -195,10 +195,11 @@ def write_experiment(experiment: Experiment, out_dir: str | Path,
     paths.append(_write_text(out / "summary.json", json.dumps(record, indent=2, default=str)))
     labels = problem.metric_names[:2]
     if problem.n_objectives >= 2:
-        fronts = {name: np.concatenate([r.objectives[r.pareto_mask(), :2]
+        pooled = {name: np.concatenate([r.objectives[r.pareto_mask(), :2]
                                         for r in experiment.results if r.algorithm == name])
                   for name in config.algorithms}
-        fronts = {k: v for k, v in fronts.items() if len(v)}
+        # One staircase per algorithm: the non-dominated points of its seeds pooled together.
+        fronts = {k: v[np.asarray(non_dominated_mask(v))] for k, v in pooled.items() if len(v)}
         if fronts:  # no plot when nothing was feasible
             paths.append(pareto_front_plot(fronts, out / "pareto_front.png", labels=labels,
                                            title="Pareto fronts (all seeds)"))
