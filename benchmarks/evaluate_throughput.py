@@ -36,6 +36,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--single-program", action="store_true",
                         help="one compile on the full-width supernet instead of one per embed dim")
+    parser.add_argument("--vectorized", action="store_true",
+                        help="vmap over the archs of a chunk (masked: every arch costs its "
+                             "bucket's largest) instead of one arch after another with real "
+                             "conditionals")
     args = parser.parse_args()
 
     space = get_space(args.scale)
@@ -44,7 +48,8 @@ def main() -> None:
     windows = rng.integers(0, space.vocab_size, (1, args.seq + 1), dtype=np.int32)
     archs = space.sample_unique(jax.random.key(args.seed + 1), args.n)
     evaluator = Evaluator(params, space, windows, batch_archs=args.batch_archs,
-                          per_embed_dim=not args.single_program)
+                          per_embed_dim=not args.single_program,
+                          conditional=not args.vectorized)
 
     # Warm-up: one chunk per embed-dim bucket compiles every program once.
     start_wall = time.perf_counter()
@@ -62,6 +67,7 @@ def main() -> None:
         "benchmark": "evaluate_throughput", "scale": args.scale, "archs": args.n,
         "batch": 1, "seq": args.seq, "dtype": "float32", "weights": "random init",
         "batch_archs": args.batch_archs, "per_embed_dim": not args.single_program,
+        "conditional": not args.vectorized,
         "compiles": evaluator.compiles,
         "compile_and_first_chunks_s": round(warm_wall, 2),
         "steady_s": round(steady_wall, 2),

@@ -11,14 +11,17 @@ al., arXiv 2107.00651). Here the text is a fixed, ordered set of validation wind
 
 with softmax and argmax over the padded vocabulary (50304 entries, as in training's `lm_loss`).
 
-Batched and compiled once per embedding dimension: archs are grouped by embed dim, the
-supernet parameters are sliced to that dim (`train.slice_embed_dim`, as the trainer does), and
-one jitted program evaluates a chunk of K archs at once (`vmap` of the masked forward over the
-archs, `lax.scan` over the windows); the last chunk of a group is padded with copies of its
-first arch, so every chunk has the same shapes. A masked supernet costs as much as its largest
-member whatever the arch; slicing the embed dim (the largest cost factor, 3 choices) removes
-most of that waste for at most 3 compiles. Results are deterministic: the same checkpoint,
-windows and archs give the same numbers on the same device.
+Compiled once per embedding dimension: archs are grouped by embed dim, the supernet
+parameters are sliced to that dim (`train.slice_embed_dim`, as the trainer does), and one
+jitted program evaluates a chunk of K archs (`lax.scan` over the windows). By default the
+archs of a chunk run one after another (`lax.map`) through the masked forward's real
+conditionals (`model.masked_hidden(conditional=True)`: inactive blocks skipped, attention and
+MLP on the smallest weight slice that covers the layer's heads and width), so an arch costs
+about as much as its dense model; the last chunk of a group is padded and the padding archs
+are skipped. `conditional=False` vectorizes the chunk with `vmap` instead, where every arch
+costs as much as the largest member of its embed dim (masks do not remove work). Results are
+deterministic: the same checkpoint, windows and archs give the same numbers on the same
+device, in either mode (to float32 round-off).
 """
 
 from __future__ import annotations
@@ -62,12 +65,13 @@ class QualityResult:
 
 
 def _window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Arch,
-                 space: SearchSpace) -> tuple[jax.Array, jax.Array]:
+                 space: SearchSpace, conditional: bool = False) -> tuple[jax.Array, jax.Array]:
     """Summed NLL and correct predictions of one arch over windows (NB, B, T + 1), each window
     counted with its weight (NB, B) (0 for padding windows)."""
     def step(carry: tuple[jax.Array, jax.Array], batch: tuple[jax.Array, jax.Array]):
         window, weight = batch
-        logits = masked_forward(params, window[:, :-1], arch, space)  # (B, T, V_pad)
+        logits = masked_forward(params, window[:, :-1], arch, space,
+                                conditional=conditional)  # (B, T, V_pad)
         targets = window[:, 1:]
         target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
         nll = (jax.nn.logsumexp(logits, axis=-1) - target_logit).sum(-1)  # (B,)
@@ -80,10 +84,23 @@ def _window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: A
     return sums
 
 
-@partial(jax.jit, static_argnames=("space",))
+@partial(jax.jit, static_argnames=("space", "conditional"))
 def _chunk_sums(params: Params, windows: jax.Array, weights: jax.Array, archs: Arch,
-                space: SearchSpace) -> tuple[jax.Array, jax.Array]:
-    """(K,) NLL sums and (K,) correct counts of a chunk of K archs (batch shape (K,))."""
+                valid: jax.Array, space: SearchSpace, conditional: bool = False
+                ) -> tuple[jax.Array, jax.Array]:
+    """(K,) NLL sums and (K,) correct counts of a chunk of K archs (batch shape (K,)); `valid`
+    (K,) marks the real archs of a padded chunk.
+
+    Vectorized over the archs (`vmap`: every arch costs its embed dim's largest member), or,
+    with `conditional`, one arch after another (`lax.map`) with the masked forward's real
+    conditionals, so each arch costs about its dense model and padding archs cost nothing."""
+    if conditional:
+        def one(item: tuple[Arch, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            arch, is_real = item
+            zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+            return lax.cond(is_real, lambda: _window_sums(params, windows, weights, arch, space,
+                                                          True), lambda: zero)
+        return lax.map(one, (archs, valid))
     return jax.vmap(_window_sums, in_axes=(None, None, None, 0, None))(
         params, windows, weights, archs, space)
 
@@ -97,7 +114,7 @@ class Evaluator:
 
     def __init__(self, params: Params, space: SearchSpace, windows: np.ndarray, *,
                  batch_archs: int = 8, window_batch: int = 1,
-                 per_embed_dim: bool = True) -> None:
+                 per_embed_dim: bool = True, conditional: bool = True) -> None:
         windows = np.asarray(windows)
         if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
             raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 "
@@ -109,7 +126,7 @@ class Evaluator:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}; expected a positive integer")
         self.space, self.params, self.batch_archs = space, params, batch_archs
-        self.per_embed_dim = per_embed_dim
+        self.per_embed_dim, self.conditional = per_embed_dim, conditional
         n, length = windows.shape
         n_batches = -(-n // window_batch)
         padded = np.zeros((n_batches * window_batch, length), np.int32)
@@ -134,7 +151,8 @@ class Evaluator:
             self._sliced[dim] = (slice_embed_dim(self.params, dim, max(self.space.mlp_ratios))
                                  if self.per_embed_dim else self.params)
             self._compiled[dim] = _chunk_sums.lower(
-                self._sliced[dim], self.windows, self.weights, archs, self.space).compile()
+                self._sliced[dim], self.windows, self.weights, archs,
+                np.ones(len(archs), bool), self.space, self.conditional).compile()
         return self._compiled[dim], self._sliced[dim]
 
     def evaluate(self, archs: Arch,
@@ -155,7 +173,8 @@ class Evaluator:
                 index = members[start:start + k]
                 chunk = archs[np.concatenate([index, np.repeat(index[:1], k - len(index))])]
                 program, params = self._program(dim, chunk)
-                sums = program(params, self.windows, self.weights, chunk)
+                sums = program(params, self.windows, self.weights, chunk,
+                               np.arange(k) < len(index))
                 nll_chunk, correct_chunk = jax.device_get(sums)
                 nll[index] = nll_chunk[: len(index)]
                 correct[index] = correct_chunk[: len(index)]

@@ -182,15 +182,21 @@ def _masked_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, dim_mask
 
 
 def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
-                  compute_dtype: Any = None, skip_inactive: bool = False) -> jax.Array:
+                  compute_dtype: Any = None, conditional: bool = False) -> jax.Array:
     """Final hidden states (B, T, D) of the supernet (after the last LayerNorm, before the
     tied head); `masked_forward` applies the head, training fuses it with the loss.
 
-    `arch` is traced data; `space`, `compute_dtype` and `skip_inactive` are static. Masks are
-    built once, outside the layer loop: (D,), (L, H), (L, F), (L,). With `skip_inactive` an
-    inactive block is skipped by `lax.cond` instead of computed and discarded by `where`; use
-    it only where the arch is not vmapped (under vmap the conditional becomes a select and
-    computes both branches).
+    `arch` is traced data; `space`, `compute_dtype` and `conditional` are static. Masks are
+    built once, outside the layer loop: (D,), (L, H), (L, F), (L,).
+
+    With `conditional`, work that masks would discard is not done: an inactive block is
+    skipped by `lax.cond`, and each layer's attention and MLP run, through `lax.switch`, the
+    branch whose weights are statically sliced to the smallest head count and hidden width
+    of the space that covers the layer's choice (masks still apply inside a branch, so the
+    result is the same for any arch). A sub-network then costs about what its dense model
+    costs (on params sliced to its embed dim, see `train.slice_embed_dim`). Use it only where
+    the arch is not vmapped: under vmap a conditional becomes a select that computes every
+    branch.
     """
     _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
     hidden_max = params["blocks"]["fc_kernel"].shape[-1]
@@ -206,21 +212,44 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
     x = params["token_embedding"].astype(dtype)[tokens] * dim_mask.astype(dtype)  # (B, T, D)
     norm = _masked_layer_norm
 
+    def attention(p: Params, h: jax.Array, heads: jax.Array, n: int) -> jax.Array:
+        """Attention over the first n heads (static), masked to the layer's heads."""
+        qkv = (jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"][..., :n, :])
+               + use_bias * p["qkv_bias"][:, :n])
+        out_kernel = p["attn_out_kernel"][:n] * heads[:n, None, None]
+        return (jnp.einsum("bthc,hcd->btd", _causal_attention(qkv, cos, sin), out_kernel)
+                + use_bias * p["attn_out_bias"])
+
+    def mlp(p: Params, h: jax.Array, hidden: jax.Array, n: int) -> jax.Array:
+        """MLP over the first n hidden units (static), masked to the layer's width."""
+        h = _gelu(h @ p["fc_kernel"][:, :n] + use_bias * p["fc_bias"][:n]) * hidden[:n]
+        return h @ p["proj_kernel"][:n] + use_bias * p["proj_bias"]
+
+    # Branch widths: one per head count / MLP ratio of the space, at this params' width.
+    head_widths = tuple(n for n in space.n_heads if n <= heads_max)
+    hidden_widths = tuple(hidden_max * r // max(space.mlp_ratios) for r in space.mlp_ratios)
+
     def update(x: jax.Array, p: Params, heads: jax.Array, hidden: jax.Array) -> jax.Array:
         p = _cast(p, dtype)
-        h = norm(x, p["ln1_scale"], p["ln1_bias"], dim_mask, dim)
-        qkv = jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"]) + use_bias * p["qkv_bias"]
-        attn = _causal_attention(qkv, cos, sin)  # (B, T, H, S)
-        out_kernel = p["attn_out_kernel"] * heads[:, None, None]
-        attn = jnp.einsum("bthc,hcd->btd", attn, out_kernel) + use_bias * p["attn_out_bias"]
-        h = norm(x, p["ln2_scale"], p["ln2_bias"], dim_mask, dim)
-        h = _gelu(h @ p["fc_kernel"] + use_bias * p["fc_bias"]) * hidden
-        mlp = h @ p["proj_kernel"] + use_bias * p["proj_bias"]
-        return x + (attn + mlp) * dim_mask.astype(dtype)
+        h_attn = norm(x, p["ln1_scale"], p["ln1_bias"], dim_mask, dim)
+        h_mlp = norm(x, p["ln2_scale"], p["ln2_bias"], dim_mask, dim)
+        if conditional:
+            # Branch index: the first width that covers the active heads / hidden units.
+            head_branch = jnp.sum(jnp.asarray(head_widths) < heads.sum().astype(jnp.int32))
+            hidden_branch = jnp.sum(jnp.asarray(hidden_widths)
+                                    < hidden.sum().astype(jnp.int32))
+            attn = lax.switch(jnp.minimum(head_branch, len(head_widths) - 1),
+                              [partial(attention, n=n) for n in head_widths], p, h_attn, heads)
+            out = lax.switch(jnp.minimum(hidden_branch, len(hidden_widths) - 1),
+                             [partial(mlp, n=n) for n in hidden_widths], p, h_mlp, hidden)
+        else:
+            attn = attention(p, h_attn, heads, heads_max)
+            out = mlp(p, h_mlp, hidden, hidden_max)
+        return x + (attn + out) * dim_mask.astype(dtype)
 
     def block(x: jax.Array, layer: tuple[Any, ...]) -> tuple[jax.Array, None]:
         p, heads, hidden, active = layer
-        if skip_inactive:
+        if conditional:
             return lax.cond(active, lambda x: update(x, p, heads, hidden), lambda x: x, x), None
         return jnp.where(active, update(x, p, heads, hidden), x), None
 
@@ -229,14 +258,14 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
 
 
 def masked_forward(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
-                   compute_dtype: Any = None) -> jax.Array:
+                   compute_dtype: Any = None, conditional: bool = False) -> jax.Array:
     """Supernet logits (B, T, V_pad) float32 of one arch (batch shape ()); jit-able.
 
-    `arch` is traced data; `space` and `compute_dtype` are static. No input checks here (use
-    `forward` at a boundary). `compute_dtype` (e.g. bfloat16) casts parameters at use;
-    LayerNorm and softmax run in float32.
+    `arch` is traced data; `space`, `compute_dtype` and `conditional` (see `masked_hidden`)
+    are static. No input checks here (use `forward` at a boundary). `compute_dtype` (e.g.
+    bfloat16) casts parameters at use; LayerNorm and softmax run in float32.
     """
-    x = masked_hidden(params, tokens, arch, space, compute_dtype)
+    x = masked_hidden(params, tokens, arch, space, compute_dtype, conditional)
     embedding = params["token_embedding"].astype(compute_dtype or params["token_embedding"].dtype)
     return (x @ embedding.T).astype(jnp.float32)
 

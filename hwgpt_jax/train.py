@@ -189,7 +189,7 @@ def train_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpac
     fused with the cross-entropy (`tied_head_cross_entropy`). Same value and gradient as
     `lm_loss` up to float32 round-off."""
     hidden = masked_hidden(params, windows[:, :-1], arch, space, compute_dtype,
-                           skip_inactive=True)
+                           conditional=True)
     embedding = params["token_embedding"].astype(compute_dtype or jnp.float32)
     return tied_head_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), embedding,
                                    windows[:, 1:].reshape(-1), head_chunks)

@@ -169,6 +169,32 @@ def test_batched_equals_single_forward(tiny, tiny_params, tiny_archs, tiny_batch
     assert max_diff(single, logits[3]) < 1e-5
 
 
+def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_batched_logits):
+    """The real-conditional path (skipped blocks, switched head/width slices) computes the same
+    logits and gradients as the masked one, on full-width and embed-dim-sliced params."""
+    from hwgpt_jax.train import slice_embed_dim
+
+    tokens, logits = tiny_batched_logits
+    forward = jax.jit(model.masked_forward, static_argnames=("space", "conditional"))
+
+    def loss(params, arch, conditional):
+        hidden = model.masked_hidden(params, tokens, arch, tiny, conditional=conditional)
+        return jnp.sum(jnp.sin(hidden))
+
+    grad = jax.jit(jax.grad(loss), static_argnums=2)
+    params = jax.tree.map(jnp.asarray, tiny_params)
+    for i in (0, 1, 2, len(tiny_archs) - 1):  # three random archs and the smallest
+        got = forward(params, tokens, tiny_archs[i], space=tiny, conditional=True)
+        assert max_diff(got, logits[i]) < 1e-4
+    # Gradients: an arch whose layers differ in heads and width (several branches taken).
+    arch = tiny_archs[int(np.argmax([len(set(np.asarray(tiny_archs[i].n_head).tolist()))
+                                     for i in range(len(tiny_archs))]))]
+    sliced = slice_embed_dim(params, int(arch.embed_dim), max(tiny.mlp_ratios))
+    want, have = grad(sliced, arch, False), grad(sliced, arch, True)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(have), strict=True):
+        assert max_diff(a, b) <= 1e-4 * (1.0 + float(np.max(np.abs(a))))
+
+
 # ---------------------------------------------------------------------------- entanglement
 def active_slices(arch: Arch, space) -> dict:
     """Index masks (True = used by `arch`) per supernet leaf, by the leading-slice rule."""
