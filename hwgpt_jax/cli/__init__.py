@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("space", "train", "evaluate", "profile", "fit", "query", "search", "run", "plot")
+COMMANDS = ("space", "train", "evaluate", "profile", "fit", "query", "search", "export", "run",
+            "plot")
 
 
 class CliError(Exception):

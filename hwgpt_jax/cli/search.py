@@ -4,8 +4,15 @@
         --budget 10000 --seeds 5 --constraint latency:a100<=20 --out runs/nsga2
     hwgpt search --preset search/paper_2obj_energy_a100.toml --surrogates DIR --out runs/x
 
+    hwgpt search --checkpoint runs/demo/train --objectives supernet_perplexity,params \
+        --val-windows 8 --export 4 --out runs/supernet
+
 `--algorithm all` runs every registered algorithm at the same budget. Without
 `--surrogates` only the analytic objectives `params` and `flops` exist (on `--scale`).
+`--checkpoint RUN` (a `hwgpt train` run folder) adds `supernet_perplexity`: the supernet's
+own perplexity on `--val-windows` validation windows of the run, computed in the search's jit
+call; its scale must be the space's. `--export K` then writes K archs of the Pareto set as
+standalone dense checkpoints into <out>/export/ (see `hwgpt export`).
 A preset is a TOML file whose keys are these options (with underscores); options given on
 the command line win.
 """
@@ -19,9 +26,10 @@ from pathlib import Path
 
 from hwgpt_jax.cli import CliError
 
-DEFAULTS = {"algorithm": "nsga2", "budget": 2048, "seeds": 1, "scale": "tiny",
+DEFAULTS = {"algorithm": "nsga2", "budget": 2048, "seeds": 1, "scale": None,
             "population": 256, "model_batch": 8, "mode": "median", "ref_point": 1.0,
-            "constraint": []}
+            "constraint": [], "checkpoint": None, "val_windows": 8, "export": 0}
+DEFAULT_SCALE = "tiny"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="surrogate predictions: median, or sampled (noisy hardware)")
     parser.add_argument("--ref-point", type=float,
                         help="hypervolume reference in normalized objectives (default 1.0)")
+    parser.add_argument("--checkpoint",
+                        help="`hwgpt train` run folder: enables the supernet_perplexity "
+                             "objective and --export")
+    parser.add_argument("--val-windows", type=int,
+                        help="validation windows of the run for supernet_perplexity "
+                             f"(default {DEFAULTS['val_windows']})")
+    parser.add_argument("--export", type=int, metavar="K",
+                        help="export K Pareto archs as dense checkpoints into <out>/export "
+                             "(needs --checkpoint)")
     parser.add_argument("--out", help="output folder")
     parser.set_defaults(func=_search)
 
@@ -68,7 +85,63 @@ def _options(args: argparse.Namespace) -> dict:
     for required in ("objectives", "out"):
         if not options.get(required):
             raise CliError(f"--{required} is required (on the command line or in a preset)")
+    for name in ("val_windows", "export"):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (
+                1 if name == "val_windows" else 0):
+            raise CliError(f"--{name.replace('_', '-')} {value!r}: expected a "
+                           f"{'positive' if name == 'val_windows' else 'non-negative'} integer")
+    if options["export"] and not options["checkpoint"]:
+        raise CliError("--export needs --checkpoint (the supernet whose weights are exported)")
     return options
+
+
+def _space_and_supernet(options: dict, objectives: list[str], constraints: list[str]):
+    """(space, surrogate Benchmark or None, supernet_perplexity objective or None, metadata).
+
+    The space comes from --surrogates, else from the checkpoint, else --scale; every source
+    given must agree on the scale.
+    """
+    import jax
+
+    from hwgpt_jax.space import get_space
+
+    bench, supernet, info = None, None, {}
+    scales = {}
+    if options.get("surrogates"):
+        from hwgpt_jax.bench import Benchmark
+
+        bench = Benchmark.load(options["surrogates"])
+        scales["--surrogates"] = bench.space.scale
+    if options.get("scale"):
+        scales["--scale"] = get_space(options["scale"]).scale
+    params = meta = None
+    if options.get("checkpoint"):
+        from hwgpt_jax.train import load_trained_params
+
+        params, meta = load_trained_params(options["checkpoint"])
+        scales["--checkpoint"] = meta["scale"]
+    if len(set(scales.values())) > 1:
+        given = ", ".join(f"{k} is {v!r}" for k, v in scales.items())
+        raise CliError(f"scales disagree ({given}); they must name the same search space")
+    space = get_space(next(iter(scales.values()), DEFAULT_SCALE))
+    from hwgpt_jax.search.objectives import (
+        SUPERNET_METRIC,
+        parse_constraint,
+        supernet_perplexity,
+    )
+
+    named = objectives + [parse_constraint(c)[0] for c in constraints]
+    if params is not None and SUPERNET_METRIC in named:
+        from hwgpt_jax.evaluate import run_validation_windows
+
+        windows = run_validation_windows(options["checkpoint"], meta, options["val_windows"])
+        supernet = supernet_perplexity(jax.device_get(params), windows, space)
+        info = {"checkpoint": str(options["checkpoint"]), "checkpoint_step": int(meta["step"]),
+                "val_windows": int(len(windows)), "val_seq": int(windows.shape[1] - 1)}
+    elif params is not None:
+        info = {"checkpoint": str(options["checkpoint"]), "checkpoint_step": int(meta["step"])}
+    return space, bench, supernet, info
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -78,20 +151,14 @@ def _search(args: argparse.Namespace) -> int:
 
     from hwgpt_jax.search.experiment import ExperimentConfig, run_experiment, write_experiment
     from hwgpt_jax.search.objectives import build_problem
-    from hwgpt_jax.space import get_space
 
     options = _options(args)
     objectives = [o.strip() for o in str(options["objectives"]).split(",") if o.strip()]
     constraints = list(options["constraint"])
-    bench = None
-    if options.get("surrogates"):
-        from hwgpt_jax.bench import Benchmark
-
-        bench = Benchmark.load(options["surrogates"])
-        space = bench.space
-    else:
-        space = get_space(options["scale"])
-    problem = build_problem(space, objectives, constraints, bench=bench, mode=options["mode"])
+    space, bench, supernet, supernet_info = _space_and_supernet(options, objectives,
+                                                                constraints)
+    problem = build_problem(space, objectives, constraints, bench=bench, mode=options["mode"],
+                            supernet=supernet)
     algorithms = tuple(a.strip() for a in str(options["algorithm"]).split(",") if a.strip())
     config = ExperimentConfig(algorithms=algorithms, budget=int(options["budget"]),
                               seeds=int(options["seeds"]),
@@ -120,7 +187,8 @@ def _search(args: argparse.Namespace) -> int:
             return pd.DataFrame({k: jax.numpy.asarray(v) for k, v in values.items()})
     metadata = {"scale": space.scale, "objectives": objectives, "constraints": constraints,
                 "surrogates": options.get("surrogates"), "mode": options["mode"],
-                "units": _units(bench, problem.metric_names)}
+                "units": _units(bench, problem.metric_names, supernet_info),
+                **supernet_info}
     paths = write_experiment(experiment, options["out"], metadata, extra_metrics=extra)
     from hwgpt_jax.search.experiment import summary
 
@@ -133,11 +201,33 @@ def _search(args: argparse.Namespace) -> int:
     messages = [m for r in experiment.results if (m := infeasibility_message(r, problem))]
     if len(messages) == len(experiment.results) and messages:
         raise CliError(messages[0])
+    if options["export"]:
+        _export(options, Path(options["out"]) / "pareto.parquet", objectives)
     return 0
 
 
-def _units(bench, names) -> dict[str, str]:
+def _export(options: dict, pareto: Path, objectives: list[str]) -> None:
+    from tqdm import tqdm
+
+    from hwgpt_jax.export import export_pareto
+
+    out = Path(options["out"]) / "export"
+    with tqdm(total=options["export"], desc="exporting", unit="model",
+              file=sys.stderr) as bar:
+        # A rerun into the same --out replaces its exports, as it replaces its tables.
+        folders = export_pareto(options["checkpoint"], pareto, out, limit=options["export"],
+                                objectives=objectives, overwrite=True,
+                                on_export=lambda _: bar.update(1))
+    print(f"exported {len(folders)} dense model(s) to {out} (index: {out / 'index.json'})")
+
+
+def _units(bench, names, supernet_info=None) -> dict[str, str]:
     units = {"params": "count", "flops": "FLOPs (batch 1, block size)"}
+    if supernet_info and "val_windows" in supernet_info:
+        units["supernet_perplexity"] = (
+            f"perplexity (exp mean next-token cross-entropy, nats) on "
+            f"{supernet_info['val_windows']} validation windows of {supernet_info['val_seq']} "
+            f"tokens")
     if bench is not None:
         for name in names:
             if name not in units:

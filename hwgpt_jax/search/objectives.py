@@ -1,26 +1,38 @@
-"""Objective sources for search: analytic costs, the surrogate `Benchmark`, synthetic MLPs.
+"""Objective sources for search: analytic costs, the surrogate `Benchmark`, the supernet
+itself, synthetic MLPs.
 
 An objective function maps an `Arch` population and a PRNG key to (N, M) values to minimize,
 and is pure and jit-able. `build_problem` turns metric names as the CLI spells them
-(`perplexity,latency:a100,energy:a6000,params,flops`) and constraints like
+(`perplexity,latency:a100,energy:a6000,params,flops,supernet_perplexity`) and constraints like
 `latency:a100<=20` into a `Problem`: one function that evaluates every needed metric at once.
+
+`supernet_perplexity` scores archs with the trained supernet's inherited weights, as
+HW-GPT-Bench does for its quality tables (Sukthanker et al., arXiv 2405.10299, Sec. 3;
+weight inheritance as in one-shot NAS, Bender et al. 2018): exp of the mean next-token
+cross-entropy on fixed validation windows, computed inside the search's jit call instead of
+queried from a surrogate.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from hwgpt_jax.costs import forward_flops, param_count
 from hwgpt_jax.encoding import onehot, onehot_size
+from hwgpt_jax.model import masked_hidden
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.space import Arch, SearchSpace
 
 ANALYTIC_METRICS = ("params", "flops")
+SUPERNET_METRIC = "supernet_perplexity"
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w:.\-]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -42,6 +54,126 @@ def _as_jax(arch: Arch) -> Arch:
     return jax.tree.map(jnp.asarray, arch)
 
 
+def supernet_perplexity(params: Any, windows: Any, space: SearchSpace, *,
+                        arch_batch: int = 1, window_batch: int = 1
+                        ) -> Callable[[Arch, jax.Array], jax.Array]:
+    """The supernet's validation perplexity as an (arch, key) -> (N,) float32 objective.
+
+    perplexity = exp(mean next-token cross-entropy over every target token of `windows`),
+    softmax over the padded vocabulary, as `hwgpt_jax.evaluate` computes it. The arch is
+    traced data, so one compiled program serves every population; the key is unused.
+
+    Memory stays bounded for any population size: archs are evaluated by `lax.map`, one at
+    a time (`arch_batch=1`) or `vmap`-ed in chunks of `arch_batch`, and windows are scanned
+    `window_batch` at a time, so at most arch_batch * window_batch * seq * V_pad float32
+    logits exist at once. With `arch_batch=1` an arch costs about what its sub-network
+    costs: `lax.switch` runs the parameters sliced to its embed dim, and the supernet's
+    conditional mode skips inactive blocks and unused head and hidden widths. Under vmap a
+    conditional computes every branch, so chunks run the full-width masked supernet: more
+    work per arch, but more parallel work per step for an accelerator.
+
+    Args:
+      params: supernet parameters of `space` (`hwgpt_jax.train.load_trained_params`). They
+        become constants of the search's compiled program.
+      windows: (n, seq + 1) integer token windows (`evaluate.run_validation_windows`).
+      space: the supernet's search space.
+      arch_batch, window_batch: chunk sizes (positive integers).
+    """
+    _check_supernet_params(params, space)
+    windows = _check_windows(windows, space)
+    for name, value in (("arch_batch", arch_batch), ("window_batch", window_batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}; expected a positive integer")
+    n, length = windows.shape
+    n_batches = -(-n // window_batch)
+    padded = np.concatenate([windows, np.repeat(windows[:1], n_batches * window_batch - n, 0)])
+    batches = jnp.asarray(padded.reshape(n_batches, window_batch, length))
+    weights = jnp.asarray((np.arange(len(padded)) < n).astype(np.float32).reshape(
+        n_batches, window_batch))  # padding windows count 0
+    params = jax.tree.map(jnp.asarray, params)
+
+    def objective(arch: Arch, key: jax.Array) -> jax.Array:
+        return _supernet_perplexities(params, batches, weights, _as_jax(arch), space,
+                                      arch_batch)
+
+    return objective
+
+
+@partial(jax.jit, static_argnames=("space", "arch_batch"))
+def _supernet_perplexities(params: Any, batches: jax.Array, weights: jax.Array, arch: Arch,
+                           space: SearchSpace, arch_batch: int) -> jax.Array:
+    """(N,) perplexities of archs (batch shape (N,)) over window batches (NB, B, T + 1).
+
+    Jitted with the parameters as arguments, so a call outside jit compiles once per
+    population shape and embeds no weights; inside the search's jit it is inlined.
+    """
+    from hwgpt_jax.train import slice_embed_dim  # heavy import (orbax), only here
+
+    n_tokens = weights.sum() * (batches.shape[-1] - 1)
+    dims = jnp.asarray(space.embed_dims)
+
+    def sequential(one: Arch) -> jax.Array:  # batch shape (): real conditionals
+        branches = [lambda a, d=d: _nll_sum(slice_embed_dim(params, d, max(space.mlp_ratios)),
+                                            batches, weights, a, space, True)
+                    for d in space.embed_dims]
+        return lax.switch(jnp.searchsorted(dims, one.embed_dim), branches, one)
+
+    def chunked(one: Arch) -> jax.Array:  # vmapped by lax.map: full-width masks
+        return _nll_sum(params, batches, weights, one, space, False)
+
+    if arch_batch == 1:
+        nll = lax.map(sequential, arch)
+    else:
+        nll = lax.map(chunked, arch, batch_size=arch_batch)
+    return jnp.exp(nll / n_tokens).astype(jnp.float32)
+
+
+def _nll_sum(params: Any, batches: jax.Array, weights: jax.Array, arch: Arch,
+             space: SearchSpace, conditional: bool) -> jax.Array:
+    """Summed next-token NLL (nats) of one arch over window batches (NB, B, T + 1)."""
+    embedding = params["token_embedding"]
+
+    def step(total: jax.Array, batch: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        window, weight = batch
+        hidden = masked_hidden(params, window[:, :-1], arch, space,
+                               conditional=conditional)  # (B, T, D)
+        logits = (hidden @ embedding.T).astype(jnp.float32)  # (B, T, V_pad)
+        target = jnp.take_along_axis(logits, window[:, 1:, None], axis=-1)[..., 0]
+        nll = (jax.nn.logsumexp(logits, axis=-1) - target).sum(-1)  # (B,)
+        return total + (nll * weight).sum(), None
+
+    total, _ = lax.scan(step, jnp.zeros((), jnp.float32), (batches, weights))
+    return total
+
+
+def _check_supernet_params(params: Any, space: SearchSpace) -> None:
+    expected = (space.padded_vocab_size, max(space.embed_dims))
+    try:
+        got = tuple(np.shape(params["token_embedding"]))
+        layers = int(np.shape(params["blocks"]["qkv_kernel"])[0])
+    except (KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"params are not supernet parameters (missing {err})") from None
+    if got != expected or layers != space.max_layers:
+        raise ValueError(f"supernet params do not fit the {space.scale} space: token_embedding "
+                         f"{got} and {layers} layers, expected {expected} and "
+                         f"{space.max_layers}; was the checkpoint trained on another scale?")
+
+
+def _check_windows(windows: Any, space: SearchSpace) -> np.ndarray:
+    windows = np.asarray(windows)
+    if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
+        raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 >= 2)")
+    if not np.issubdtype(windows.dtype, np.integer):
+        raise ValueError(f"windows have dtype {windows.dtype}; expected integer token ids")
+    if windows.shape[1] - 1 > space.block_size:
+        raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} block "
+                         f"size {space.block_size}")
+    if windows.min() < 0 or windows.max() >= space.vocab_size:
+        bad = windows.min() if windows.min() < 0 else windows.max()
+        raise ValueError(f"token id {bad} in windows is outside [0, {space.vocab_size})")
+    return windows.astype(np.int32)
+
+
 def parse_constraint(text: str) -> tuple[str, str, float]:
     """'latency:a100<=20' -> ('latency:a100', '<=', 20.0); also '>='."""
     match = _CONSTRAINT.match(text)
@@ -53,16 +185,20 @@ def parse_constraint(text: str) -> tuple[str, str, float]:
 
 def build_problem(space: SearchSpace, objectives: Sequence[str],
                   constraints: Sequence[str] = (), bench: Any = None,
-                  mode: str = "median") -> Problem:
+                  mode: str = "median",
+                  supernet: Callable[[Arch, jax.Array], jax.Array] | None = None) -> Problem:
     """A `Problem` minimizing the named metrics subject to constraints.
 
     Args:
       space: the search space.
-      objectives: metric names; `params`/`flops` are analytic, every other name is queried
-        from `bench` (the surrogate `Benchmark`, keys like 'perplexity', 'latency:a100').
+      objectives: metric names; `params`/`flops` are analytic, `supernet_perplexity` comes
+        from `supernet`, every other name is queried from `bench` (the surrogate
+        `Benchmark`, keys like 'perplexity', 'latency:a100').
       constraints: strings like 'latency:a100<=20' (or '>=', turned into <= on the negation).
-      bench: a `hwgpt_jax.bench.Benchmark`, needed for non-analytic metrics.
+      bench: a `hwgpt_jax.bench.Benchmark`, needed for surrogate metrics.
       mode: 'median' or 'sample' (noisy hardware, drawn with the evaluation key).
+      supernet: the `supernet_perplexity` objective (an (arch, key) -> (N,) function, e.g.
+        from `supernet_perplexity(params, windows, space)`), needed for that metric.
     """
     if not objectives:
         raise ValueError("at least one objective is needed; got none")
@@ -72,20 +208,27 @@ def build_problem(space: SearchSpace, objectives: Sequence[str],
     names = list(objectives) + [name for name, _, _ in parsed]
     signs = [1.0] * len(objectives) + [1.0 if op == "<=" else -1.0 for _, op, _ in parsed]
     upper = tuple(bound if op == "<=" else -bound for _, op, bound in parsed)
-    surrogate = [n for n in dict.fromkeys(names) if n not in ANALYTIC_METRICS]
+    if SUPERNET_METRIC in names and supernet is None:
+        raise ValueError(f"{SUPERNET_METRIC} needs a trained supernet (pass --checkpoint RUN "
+                         f"on the command line, or supernet=supernet_perplexity(...))")
+    computed = (*ANALYTIC_METRICS, SUPERNET_METRIC)  # everything else is a surrogate metric
+    surrogate = [n for n in dict.fromkeys(names) if n not in computed]
     if surrogate and bench is None:
         raise ValueError(f"unknown objective(s) {surrogate}: without surrogates only the "
                          f"analytic metrics {list(ANALYTIC_METRICS)} are available (pass "
                          f"--surrogates DIR for perplexity, latency:<device>, energy:<device>)")
     bench_fn = bench.objective_fn(surrogate, mode=mode) if surrogate else None
-    analytic = {n: analytic_metric(n, space) for n in dict.fromkeys(names) if n not in surrogate}
+    direct = {n: analytic_metric(n, space) for n in dict.fromkeys(names)
+              if n in ANALYTIC_METRICS}
+    if SUPERNET_METRIC in names:
+        direct[SUPERNET_METRIC] = supernet
 
     def metrics_fn(arch: Arch, key: jax.Array) -> jax.Array:
         columns = {}
         if bench_fn is not None:
             values = bench_fn(arch, key)
             columns.update({n: values[:, i] for i, n in enumerate(surrogate)})
-        columns.update({n: fn(arch, key) for n, fn in analytic.items()})
+        columns.update({n: fn(arch, key) for n, fn in direct.items()})
         return jnp.stack([s * columns[n].astype(jnp.float32) for s, n in zip(signs, names)],
                          axis=1)
 
