@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -43,6 +42,7 @@ import grain
 import numpy as np
 
 from hwgpt_jax import tokenizer
+from hwgpt_jax.files import write_atomic, write_text_atomic
 
 FORMAT = "hwgpt-jax/token-shards"
 FORMAT_VERSION = 1
@@ -277,21 +277,6 @@ def tokenize_documents(
     return np.concatenate(parts)
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    # Temp file in the same folder, then rename: readers never see a half-written file.
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     names = ("hwgpt-jax", "tiktoken", "numpy", "grain")
     return {name: importlib.metadata.version(name) for name in names} | {
@@ -384,7 +369,7 @@ def prepare_corpus(
             progress=report if progress is not None else None,
         )
         file_name = f"{split}.npy"
-        _atomic_write(out_dir / file_name, functools.partial(_save_npy, tokens))
+        write_atomic(out_dir / file_name, functools.partial(_save_npy, tokens))
         splits[split] = {"file": file_name, "tokens": int(tokens.size),
                          "documents": int(indices[split].size), "dtype": "uint16"}
     manifest = key | {
@@ -396,13 +381,13 @@ def prepare_corpus(
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     # The manifest is written last: its presence marks a complete set of shards.
-    _atomic_write(out_dir / MANIFEST_NAME,
-                  lambda handle: handle.write(json.dumps(manifest, indent=2).encode()))
+    write_text_atomic(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2))
     return CorpusShards(out_dir, manifest, reused=False)
 
 
-def _save_npy(tokens: np.ndarray, handle: Any) -> None:
-    np.save(handle, tokens, allow_pickle=False)
+def _save_npy(tokens: np.ndarray, path: Path) -> None:
+    with path.open("wb") as handle:  # a file handle: np.save would append ".npy" to a path
+        np.save(handle, tokens, allow_pickle=False)
 
 
 # ----------------------------------------------------------------------------- windows

@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 from jax import lax
 
+from hwgpt_jax.files import write_parquet_atomic
 from hwgpt_jax.model import Params, masked_forward
-from hwgpt_jax.profile import check_output_path, versions, write_parquet_atomic
+from hwgpt_jax.profile import check_output_path, versions
 from hwgpt_jax.space import Arch, SearchSpace
 
 

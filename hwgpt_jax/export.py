@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -38,6 +35,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from hwgpt_jax.files import atomic_folder, write_json_atomic
 from hwgpt_jax.model import Params, extract, init_params, param_count
 from hwgpt_jax.space import ARCH_FIELDS, Arch, SearchSpace, get_space
 
@@ -104,7 +102,7 @@ def export_dense(params: Params, arch: Arch, space: SearchSpace, out_dir: str | 
             checkpointer.wait_until_finished()
         (tmp / SIDECAR).write_text(text)
 
-    return _atomic_folder(Path(out_dir), overwrite, write)
+    return atomic_folder(Path(out_dir), overwrite, write)
 
 
 def load_dense(directory: str | Path) -> tuple[Params, dict[str, Any]]:
@@ -235,7 +233,7 @@ def _candidates(source: Any, space: SearchSpace, objectives: Sequence[str] | Non
 
             archs = _unique(read_arch_file(path, space), space)
             return archs, [{} for _ in range(len(archs))], []
-        from hwgpt_jax.profile import read_table_metadata
+        from hwgpt_jax.files import read_table_metadata
 
         if objectives is None:
             objectives = read_table_metadata(path).get("objectives")
@@ -290,9 +288,7 @@ def _write_index(out: Path, folders: list[Path], checkpoint_dir: Any, meta: dict
              "rule": "non-dominated rows sorted by the first objective; ranks "
                      "round(linspace(0, F - 1, K))", "models": models,
              "versions": _versions()}
-    tmp = out / f".{INDEX}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(index, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, out / INDEX)
+    write_json_atomic(out / INDEX, index)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -353,28 +349,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[package] = "unknown"
     return out
-
-
-def _atomic_folder(directory: Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
-    """Write into a temporary sibling folder, then rename it to `directory`."""
-    if directory.exists() and not overwrite:
-        raise FileExistsError(f"{directory} exists; pass overwrite=True (CLI: --overwrite)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
-        write(tmp)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / "folder")
-            os.replace(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
 
 
 __all__ = ["dense_shapes", "evenly_spaced", "export_dense", "export_pareto", "load_dense"]

@@ -29,9 +29,10 @@ from hwgpt_jax import report as report_lib
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.evaluate import evaluate_checkpoint, quality_observations
+from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.plots import calibration_plot
 from hwgpt_jax.presets import find_preset
-from hwgpt_jax.profile import ProfileConfig, device_slug, profile_archs, write_parquet_atomic
+from hwgpt_jax.profile import ProfileConfig, device_slug, profile_archs
 from hwgpt_jax.search.experiment import ExperimentConfig as SearchConfig
 from hwgpt_jax.search.experiment import run_experiment, summary, write_experiment
 from hwgpt_jax.search.objectives import build_problem
@@ -139,8 +140,7 @@ class Pipeline:
         info = fn() or {}
         self.timings[name] = time.perf_counter() - start
         record = {"config": self.stage_config(name), "seconds": self.timings[name], **info}
-        report_lib.write_text_atomic(self._stamp(name), json.dumps(record, indent=2,
-                                                                   default=str))
+        write_text_atomic(self._stamp(name), json.dumps(record, indent=2, default=str))
         self.progress(name, {"finished": True, "seconds": self.timings[name]})
 
     def run(self) -> Path:
@@ -220,8 +220,8 @@ class Pipeline:
                                  item.observations,
                                  self.out / "plots" / f"calibration_{item.metric}.png",
                                  title=f"{item.key}: held-out calibration")
-        report_lib.write_text_atomic(self.out / "surrogate_validation.json",
-                                     json.dumps(validation, indent=2))
+        write_text_atomic(self.out / "surrogate_validation.json",
+                          json.dumps(validation, indent=2))
         return {"validation": validation}
 
     @property

@@ -12,7 +12,6 @@ Every function takes plain arrays or DataFrames and a path, and returns the path
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,23 +22,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from hwgpt_jax.files import write_atomic  # noqa: E402
+
 ARCH_CHOICES = ("embed_dim", "n_layer", "mean_n_head", "mean_mlp_ratio", "bias")
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Write a figure as PNG atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+                                                          bbox_inches="tight"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -73,6 +73,7 @@ import numpy as np
 import pandas as pd
 
 from hwgpt_jax import costs
+from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.model import dense_forward, extract, init_params, param_count
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -437,42 +438,6 @@ def check_output_path(out: str | Path) -> None:
         raise FileNotFoundError(f"output folder {folder} does not exist (or is not a folder)")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {folder} is not writable")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_parquet_atomic(table: pd.DataFrame, path: str | Path,
-                         metadata: dict[str, Any] | None = None) -> None:
-    """Write a parquet file via a temp file in the same folder and a rename; `metadata` goes
-    into the file's key-value metadata under b"hwgpt" as JSON."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    if metadata is not None:
-        merged = dict(arrow.schema.metadata or {})
-        merged[b"hwgpt"] = json.dumps(metadata, default=str).encode()
-        arrow = arrow.replace_schema_metadata(merged)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(arrow, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def read_table_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata `write_parquet_atomic` stored in a parquet file ({} if none)."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(path).metadata or {}).get(b"hwgpt")
-    return json.loads(raw) if raw else {}
 
 
 def read_arch_file(path: str | Path, space: SearchSpace) -> Arch:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,26 +16,12 @@ import numpy as np
 import pandas as pd
 
 from hwgpt_jax import plots
+from hwgpt_jax.files import write_text_atomic
 
 if TYPE_CHECKING:
     from hwgpt_jax.pipeline import Pipeline
 
 REPORT_VERSION = 1
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write text to `path` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

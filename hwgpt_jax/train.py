@@ -49,6 +49,7 @@ from jax import lax
 
 from hwgpt_jax import data as data_lib
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.files import write_text_atomic
 from hwgpt_jax.model import (
     Params,
     init_params,
@@ -455,9 +456,7 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, Any]]:

@@ -10,6 +10,7 @@ import pytest
 
 from hwgpt_jax import costs
 from hwgpt_jax.cli import main
+from hwgpt_jax.files import read_table_metadata
 from hwgpt_jax.profile import (
     EnergySensor,
     ProfileConfig,
@@ -17,7 +18,6 @@ from hwgpt_jax.profile import (
     parts_dir,
     profile_archs,
     read_arch_file,
-    read_table_metadata,
 )
 from hwgpt_jax.space import get_space
 

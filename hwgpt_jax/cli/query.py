@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import jax
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import write_atomic, write_parquet_atomic
 from hwgpt_jax.space import Arch, SearchSpace
 from hwgpt_jax.surrogates import MODES
 
@@ -58,23 +55,16 @@ def write_table(frame: pd.DataFrame, path: Path, metadata: dict) -> None:
     """Atomic write (temp file in the same folder + rename), metadata kept with the table."""
     if path.suffix not in (".parquet", ".csv"):
         raise CliError(f"--out {str(path)!r} must end in .parquet or .csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        if path.suffix == ".parquet":
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                                   b"hwgpt": json.dumps(metadata).encode()})
-            pq.write_table(table, tmp)
-        else:
-            with open(tmp, "w") as out:
-                out.write(f"# hwgpt {json.dumps(metadata)}\n")
-                frame.to_csv(out, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.suffix == ".parquet":
+        write_parquet_atomic(frame, path, metadata)
+        return
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w") as out:
+            out.write(f"# hwgpt {json.dumps(metadata)}\n")
+            frame.to_csv(out, index=False)
+
+    write_atomic(path, write_csv)
 
 
 def _query(args: argparse.Namespace) -> int:

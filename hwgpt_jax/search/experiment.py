@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.pareto import non_dominated_mask, normalization_bounds
 from hwgpt_jax.search import ALGORITHMS, MODEL_BASED, make_algorithm
 from hwgpt_jax.search.base import Problem
@@ -186,13 +186,15 @@ def write_experiment(experiment: Experiment, out_dir: str | Path,
                              "hypervolume": values})
                for (name, seed), (counts, values) in experiment.curves.items()]
     paths = [
-        _write_parquet(pd.concat(trajectory, ignore_index=True), out / "trajectory.parquet", meta),
-        _write_parquet(pd.concat(hv_rows, ignore_index=True), out / "hypervolume.parquet", meta),
-        _write_parquet(pareto_table, out / "pareto.parquet", meta),
+        write_parquet_atomic(pd.concat(trajectory, ignore_index=True),
+                             out / "trajectory.parquet", meta),
+        write_parquet_atomic(pd.concat(hv_rows, ignore_index=True), out / "hypervolume.parquet",
+                             meta),
+        write_parquet_atomic(pareto_table, out / "pareto.parquet", meta),
     ]
     messages = [m for r in experiment.results if (m := infeasibility_message(r, problem))]
     record = {**meta, "hypervolume": summary(experiment), "infeasible_runs": messages}
-    paths.append(_write_text(out / "summary.json", json.dumps(record, indent=2, default=str)))
+    paths.append(write_text_atomic(out / "summary.json", json.dumps(record, indent=2, default=str)))
     labels = problem.metric_names[:2]
     if problem.n_objectives >= 2:
         pooled = {name: np.concatenate([r.objectives[r.pareto_mask(), :2]
@@ -228,30 +230,6 @@ def _hypervolume_plot_ragged(experiment: Experiment, path: Path) -> Path:
     ax.set_title("hypervolume over evaluations (mean, min-max over seeds)")
     ax.legend(fontsize=7)
     return save_figure(fig, path)
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, Any]) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    merged = dict(table.schema.metadata or {})
-    merged[b"hwgpt"] = json.dumps(metadata, default=str).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table.replace_schema_metadata(merged), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 __all__ = ["Experiment", "ExperimentConfig", "algorithm_options", "run_experiment", "summary",

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,6 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
+from hwgpt_jax.files import atomic_folder
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
@@ -56,7 +54,7 @@ def save_benchmark(surrogates: Iterable[Surrogate], tables: Sequence[MetricData]
         sidecar = _sidecar(surrogates, tables, states)
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n")
 
-    return _atomic_folder(Path(directory), overwrite, write)
+    return atomic_folder(Path(directory), overwrite, write)
 
 
 def load_benchmark(directory: Path) -> tuple[list[Surrogate], list[MetricData]]:
@@ -176,23 +174,3 @@ def _sidecar(surrogates: Sequence[Surrogate], tables: Sequence[MetricData],
                     "data_hash": t.data_hash()} for t in tables],
     }
 
-
-def _atomic_folder(directory: Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
-    """Write into a temporary sibling folder, then rename it to `directory`."""
-    if directory.exists() and not overwrite:
-        raise FileExistsError(f"{directory} exists; pass overwrite=True (CLI: --overwrite)")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        write(tmp)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / "folder")
-            os.replace(tmp, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory

@@ -1,0 +1,98 @@
+"""Atomic writes: every file and folder appears whole or not at all.
+
+Each writer writes into a temporary sibling (same folder, so the final `os.replace` is a
+rename on one file system) and renames it over the target; a crash or an exception leaves the
+previous file intact and removes the temporary. Tables carry their metadata inside the file
+(parquet key-value metadata under b"hwgpt", as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+METADATA_KEY = b"hwgpt"
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(temp_path)` on a temporary sibling of `path`, then rename it to `path`.
+
+    The parent folder is created; the file gets mode 0644 (mkstemp makes it private)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any, indent: int | None = 1) -> Path:
+    """Write `value` as JSON (strict: no NaN) to `path` atomically."""
+    return write_text_atomic(path, json.dumps(value, indent=indent, allow_nan=False) + "\n")
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike,
+                         metadata: dict[str, Any] | None = None) -> Path:
+    """Write a DataFrame as parquet atomically; `metadata` goes into the file's key-value
+    metadata under b"hwgpt" as JSON (read it back with `read_table_metadata`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata is not None:
+        merged = dict(table.schema.metadata or {})
+        merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
+        table = table.replace_schema_metadata(merged)
+    return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_table_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The b"hwgpt" JSON metadata of a parquet file ({} when it has none)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def atomic_folder(directory: str | os.PathLike, overwrite: bool,
+                  write: Callable[[Path], None]) -> Path:
+    """Call `write(temp_folder)` on a temporary sibling folder, then rename it to `directory`
+    (replacing an existing one only when `overwrite`)."""
+    directory = Path(directory)
+    if directory.exists() and not overwrite:
+        raise FileExistsError(f"{directory} exists; pass overwrite=True (CLI: --overwrite)")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; outputs are meant to be shared
+        write(tmp)
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / "folder")
+            os.replace(tmp, directory)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
