@@ -7,7 +7,12 @@ energy on 3 devices; and (c) a Python loop of single-arch `query` calls on the s
 Prints JSON lines (figure, configuration, device). Reference (issue 6): the PyTorch 4 x 128
 perplexity MLP of HW-GPT-Bench answers 9,400 archs/s per arch and 804,000 archs/s batched.
 
-Usage:
+Each batched line also gives the process CPU time of a call (all threads) and the load average,
+since other processes may share the cores: `archs_per_cpu_second` does not depend on them.
+
+Usage (surrogates of the s space fitted on the published data):
+    .venv/bin/hwgpt fit --data ../shared/reference/hwgpt-bench/hwgpt_s_full.npz \
+        --config surrogates/default.toml --out /tmp/bench_s
     .venv/bin/python benchmarks/query_throughput.py --surrogates /tmp/bench_s
 """
 
@@ -25,15 +30,21 @@ import jax
 from hwgpt_jax.bench import Benchmark
 
 
-def timed(fn, reps: int) -> float:
-    """Median wall time of `reps` calls after one warm-up (compilation) call."""
+def timed(fn, reps: int) -> tuple[float, float]:
+    """Median wall time and median process CPU time of `reps` calls after one warm-up
+    (compilation) call."""
     jax.block_until_ready(fn())
-    times = []
+    walls, cpus = [], []
     for _ in range(reps):
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def main() -> None:
@@ -58,16 +69,21 @@ def main() -> None:
             "host": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "reps": args.reps, "surrogates": args.surrogates, "jax": jax.__version__}
     for name, keys in sets.items():
-        seconds = timed(lambda keys=keys: bench.query(archs_np, keys), args.reps)
+        load = load_average()
+        seconds, cpu = timed(lambda keys=keys: bench.query(archs_np, keys), args.reps)
         print(json.dumps({"figure": "archs_per_second", "path": "Benchmark.query (batched)",
                           "metrics": keys, "value": args.n / seconds, "seconds": seconds,
-                          **base}), flush=True)
+                          "cpu_seconds": cpu, "archs_per_cpu_second": args.n / cpu,
+                          "load_average_1min": [load, load_average()], **base}), flush=True)
         objective = jax.jit(bench.objective_fn(keys))
         key = jax.random.key(0)
-        seconds_fn = timed(lambda objective=objective: objective(archs, key), args.reps)
+        load = load_average()
+        seconds_fn, cpu_fn = timed(lambda objective=objective: objective(archs, key), args.reps)
         print(json.dumps({"figure": "archs_per_second", "path": "jit(objective_fn) (batched)",
                           "metrics": keys, "value": args.n / seconds_fn,
-                          "seconds": seconds_fn, **base}), flush=True)
+                          "seconds": seconds_fn, "cpu_seconds": cpu_fn,
+                          "archs_per_cpu_second": args.n / cpu_fn,
+                          "load_average_1min": [load, load_average()], **base}), flush=True)
         bench.query(archs_np[0], keys)  # compile the single-arch shape
         start = time.perf_counter()
         for i in range(args.loop_n):

@@ -1,7 +1,6 @@
 """Pareto tools: non-dominated sorting, crowding distance, NSGA-II selection, hypervolume.
 
-All objectives are minimized. Sorting and selection are JAX (jit-able, fixed shapes);
-exact hypervolume is float64 NumPy.
+All objectives are minimized. Sorting and selection are JAX (jit-able, fixed shapes).
 
 - Non-dominated sorting and crowding distance: Deb et al., "A fast and elitist multiobjective
   genetic algorithm: NSGA-II", IEEE TEVC 2002. For two objectives the fronts are peeled with a
@@ -10,22 +9,26 @@ exact hypervolume is float64 NumPy.
   Peeling stops once `n_keep` points are ranked, since NSGA-II never looks further.
 - Constrained domination: Deb 2002, section V (feasible before infeasible; infeasible ordered
   by total violation).
-- Hypervolume: 2-D by one sort and a prefix minimum; 3-D by a sweep over z with a
-  2-D staircase (Beume et al., IEEE TEVC 2009; exact, O(n log n) search plus list updates); 4+
-  objectives by Monte-Carlo sampling with its standard error (Bader & Zitzler, "HypE", 2011).
+- Hypervolume lives in `hwgpt_jax.hypervolume` (exact 2-D/3-D, Monte-Carlo beyond, the JAX
+  improvement for EHVI); its public functions are re-exported here.
 - Normalization as HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299): min-max between the
   objective values of the smallest and the largest architecture.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# Re-exported, so `from hwgpt_jax.pareto import hypervolume` keeps working.
+from hwgpt_jax.hypervolume import (  # noqa: F401
+    hypervolume,
+    hypervolume_improvement,
+    hypervolume_monte_carlo,
+)
 
 _UNRANKED = np.iinfo(np.int32).max
 _MAX_PACKED = 2**15  # up to this many points, (key, index) pairs pack into one int32
@@ -266,162 +269,6 @@ def nsga2_select(
     """Indices (n_survivors,) of the NSGA-II survivors, in increasing order (see
     `nsga2_survival`)."""
     return nsga2_survival(objectives, n_survivors, violation)[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Hypervolume (float64 NumPy)
-
-
-def _prepare(points, ref_point) -> tuple[np.ndarray, np.ndarray]:
-    points = np.asarray(points, dtype=np.float64)
-    ref_point = np.asarray(ref_point, dtype=np.float64)
-    if points.ndim != 2:
-        raise ValueError(f"points must have shape (N, M); got {points.shape}")
-    if ref_point.shape != (points.shape[1],):
-        raise ValueError(
-            f"ref_point must have shape ({points.shape[1]},) to match points; got "
-            f"{ref_point.shape}"
-        )
-    if np.isnan(points).any() or not np.isfinite(ref_point).all():
-        raise ValueError("points must not contain NaN and ref_point must be finite")
-    # Only points strictly better than the reference point in every objective add volume.
-    return points[np.all(points < ref_point, axis=1)], ref_point
-
-
-def _hypervolume_2d(points: np.ndarray, ref_point: np.ndarray) -> float:
-    order = np.argsort(points[:, 0], kind="stable")
-    x, y = points[order, 0], points[order, 1]
-    # Area between consecutive x values under the lowest y seen so far (ties in x give
-    # zero-width strips, so their order does not matter).
-    widths = np.diff(x, append=ref_point[0])
-    return float(np.dot(widths, ref_point[1] - np.minimum.accumulate(y)))
-
-
-def _hypervolume_3d(points: np.ndarray, ref_point: np.ndarray) -> float:
-    # Sweep in z (Beume et al., "On the complexity of computing the hypervolume indicator",
-    # IEEE TEVC 2009): keep the 2-D staircase of the points seen so far (x ascending, y
-    # descending, between two sentinels) and its area; each point adds its exclusive 2-D
-    # area and removes the staircase points it dominates (each removed at most once).
-    order = np.lexsort((points[:, 1], points[:, 0], points[:, 2]))
-    ref_x, ref_y, ref_z = (float(v) for v in ref_point)
-    xs, ys = [-math.inf, ref_x], [ref_y, -math.inf]
-    volume, area, last_z = 0.0, 0.0, 0.0
-    find = bisect.bisect_left
-    for x, y, z in points[order].tolist():
-        volume += area * (z - last_z)
-        last_z = z
-        i = find(xs, x)  # xs[i - 1] < x <= xs[i]
-        if ys[i - 1] <= y or (xs[i] == x and ys[i] <= y):
-            continue  # weakly dominated in (x, y) by a point with lower or equal z
-        area += (xs[i] - x) * (ys[i - 1] - y)
-        j = i
-        while ys[j] >= y:  # staircase points p dominates; the end sentinel stops the walk
-            area += (xs[j + 1] - xs[j]) * (ys[j] - y)
-            j += 1
-        if j == i:
-            xs.insert(i, x)
-            ys.insert(i, y)
-        else:
-            xs[i:j], ys[i:j] = [x], [y]
-    return volume + area * (ref_z - last_z)
-
-
-def hypervolume_monte_carlo(
-    points, ref_point, n_samples: int = 1_000_000, seed: int = 0
-) -> tuple[float, float]:
-    """Monte-Carlo hypervolume estimate and its standard error (any number of objectives).
-
-    Samples uniformly in the box between the points' per-objective minimum and `ref_point`.
-    """
-    points, ref_point = _prepare(points, ref_point)
-    if len(points) == 0:
-        return 0.0, 0.0
-    lower = points.min(axis=0)
-    box = float(np.prod(ref_point - lower))
-    rng = np.random.default_rng(seed)
-    hits, done, chunk = 0, 0, max(1, min(n_samples, 4_000_000 // max(1, len(points))))
-    while done < n_samples:
-        size = min(chunk, n_samples - done)
-        samples = lower + rng.random((size, len(ref_point))) * (ref_point - lower)
-        dominated = np.zeros(size, bool)
-        for point in points:
-            dominated |= np.all(samples >= point, axis=1)
-        hits, done = hits + int(dominated.sum()), done + size
-    fraction = hits / n_samples
-    return box * fraction, box * float(np.sqrt(fraction * (1 - fraction) / n_samples))
-
-
-def hypervolume(points, ref_point, n_samples: int = 1_000_000, seed: int = 0) -> float:
-    """Hypervolume dominated by `points` and bounded by `ref_point` (minimization).
-
-    Exact (float64) for 2 and 3 objectives; a Monte-Carlo estimate with `n_samples` samples
-    for 4 or more (use `hypervolume_monte_carlo` to get its standard error). Accepts NumPy
-    or JAX arrays; points not strictly better than `ref_point` in every objective add 0.
-    """
-    points, ref_point = _prepare(points, ref_point)
-    n_objectives = len(ref_point)
-    if len(points) == 0:
-        return 0.0
-    if n_objectives == 1:
-        return float(ref_point[0] - points[:, 0].min())
-    if n_objectives == 2:
-        return _hypervolume_2d(points, ref_point)
-    if n_objectives == 3:
-        return _hypervolume_3d(points, ref_point)
-    return hypervolume_monte_carlo(points, ref_point, n_samples, seed)[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Hypervolume improvement in JAX (for EHVI)
-
-
-@jax.jit
-def hypervolume_improvement(front: jax.Array, candidates: jax.Array, ref_point) -> jax.Array:
-    """Exclusive hypervolume each candidate would add to `front`, for 2 or 3 objectives.
-
-    Uses the grid of the front's coordinates: in each cell the front covers a fixed set of
-    the last axis (2-D: all of y above the staircase; 3-D: z above the cell's lowest
-    dominating z), so the improvement is a sum over cells of overlap area times the uncovered
-    length above the candidate. O(n^(M-1)) per candidate; jit-able.
-
-    Args:
-      front: (P, M) points (dominated or out-of-box points are allowed); rows of +inf are
-        ignored, so padded fronts work.
-      candidates: (..., M) points.
-      ref_point: (M,).
-    Returns:
-      (...,) improvements (>= 0).
-    """
-    front, candidates = jnp.asarray(front), jnp.asarray(candidates)
-    ref_point = jnp.asarray(ref_point, front.dtype)
-    front = jnp.minimum(front, ref_point)  # beyond-ref coordinates cover nothing anyway
-    n_objectives = front.shape[1]
-    xs = jnp.sort(front[:, 0])
-    x_edges = jnp.concatenate([xs, ref_point[:1]])
-    x_lo, x_hi = jnp.concatenate([jnp.array([-jnp.inf], xs.dtype), xs]), x_edges
-
-    def overlap(lo, hi, value, ref):  # length of [max(lo, value), min(hi, ref)]
-        return jnp.maximum(jnp.minimum(hi, ref) - jnp.maximum(lo, value[..., None]), 0)
-
-    if n_objectives == 2:
-        # Lowest y covering x-cell a = min y of points with x <= cell's left edge.
-        covered = x_lo[:, None] >= front[None, :, 0]
-        level = jnp.min(jnp.where(covered, front[None, :, 1], ref_point[1]), axis=1)
-        width = overlap(x_lo, x_hi, candidates[..., 0], ref_point[0])
-        return jnp.sum(width * jnp.maximum(level - candidates[..., 1:2], 0), axis=-1)
-    if n_objectives != 3:
-        raise ValueError(f"hypervolume_improvement supports 2 or 3 objectives; got {n_objectives}")
-    ys = jnp.sort(front[:, 1])
-    y_lo = jnp.concatenate([jnp.array([-jnp.inf], ys.dtype), ys])
-    y_hi = jnp.concatenate([ys, ref_point[1:2]])
-    covered = (x_lo[:, None, None] >= front[None, None, :, 0]) & (
-        y_lo[None, :, None] >= front[None, None, :, 1]
-    )
-    level = jnp.min(jnp.where(covered, front[None, None, :, 2], ref_point[2]), axis=2)  # (a, b)
-    width = overlap(x_lo, x_hi, candidates[..., 0], ref_point[0])  # (..., A)
-    height = overlap(y_lo, y_hi, candidates[..., 1], ref_point[1])  # (..., B)
-    depth = jnp.maximum(level - candidates[..., 2][..., None, None], 0)  # (..., A, B)
-    return jnp.einsum("...a,...b,...ab->...", width, height, depth)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -151,6 +151,46 @@ def test_archs_of_another_scale_are_rejected(bench):
         bench.query(other, ["perplexity"])
 
 
+@pytest.mark.parametrize("field, row, value, match", [
+    ("embed_dim", 3, 100, r"embed_dim=100 is not in the tiny space.*\[64, 128, 256\]"),
+    ("n_layer", 0, 5, "n_layer=5 is not in the tiny space"),
+    ("n_head", 7, 3, "n_head=3 is not in the tiny space"),
+    ("mlp_ratio", 5, 9, "mlp_ratio=9 is not in the tiny space"),
+    ("padding", 2, 4, "n_head has value 4 past n_layer; padding must be 0"),
+])
+def test_invalid_values_are_rejected_naming_the_field(bench, field, row, value, match):
+    # Values are checked inside the jitted query; a bad batch gets the host-side message.
+    archs = jax.tree.map(np.array, SPACE.sample(jax.random.key(11), 3000))  # > 1 chunk
+    archs.n_layer[2] = 2  # row 2: two layers, so its last two entries are padding
+    archs.n_head[2, 2:] = archs.mlp_ratio[2, 2:] = 0
+    target = {"padding": archs.n_head[:, 3]}.get(field)
+    if target is None:
+        getattr(archs, field)[row] = value
+    else:
+        target[row] = value
+    with pytest.raises(ValueError, match=match):
+        bench.query(archs, ["perplexity"])
+    with pytest.raises(ValueError, match=match):
+        bench.query(archs[row], ["latency:cpu"])  # the single-arch path too
+
+
+@pytest.mark.parametrize("mode", ["median", "quantiles", "interval", "sample"])
+def test_chunked_prediction_equals_one_pass_over_the_batch(bench, mode):
+    from hwgpt_jax.bench import _predict_all
+
+    archs = SPACE.sample(jax.random.key(12), 50)
+    keys = ["perplexity", "latency:cpu", "latency:gpu"]
+    specs = tuple(bench.surrogates[k].spec for k in keys)
+    states = tuple(bench.surrogates[k].state for k in keys)
+
+    def run(chunk):  # chunks of 7 archs: 8 chunks, the last one padded
+        return _predict_all(specs, states, SPACE, archs, mode, jax.random.key(13), 0.8, chunk)
+
+    for whole, chunked in zip(run(10**9), run(7), strict=True):
+        assert whole.shape == chunked.shape and whole.shape[0] == 50
+        np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6)
+
+
 @pytest.mark.parametrize("damage", ["no_sidecar", "bad_json", "wrong_encoding", "edited_hash",
                                     "missing_state", "truncated_tables"])
 def test_corrupted_folder_is_rejected_with_a_clear_message(saved, tmp_path, damage):

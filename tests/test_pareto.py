@@ -1,14 +1,12 @@
-"""Tests for hwgpt_jax.pareto against NumPy references, brute force and pymoo."""
+"""Tests for hwgpt_jax.pareto against NumPy references and brute force (hypervolume: see
+test_hypervolume.py)."""
 
 from __future__ import annotations
-
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pymoo.indicators.hv import HV
 
 from hwgpt_jax import pareto
 
@@ -42,34 +40,6 @@ def reference_crowding(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
                 if spread > 0:
                     distance[order[k]] += (values[k + 1] - values[k - 1]) / spread
     return distance
-
-
-def inclusion_exclusion_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
-    total = 0.0
-    for size in range(1, len(points) + 1):
-        for subset in itertools.combinations(range(len(points)), size):
-            corner = points[list(subset)].max(axis=0)
-            total += (-1) ** (size + 1) * np.prod(np.clip(ref - corner, 0, None))
-    return total
-
-
-def grid_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
-    """Sum of the grid cells (from all coordinates) whose lower corner some point dominates."""
-    axes = [np.unique(np.append(points[:, m], ref[m])) for m in range(points.shape[1])]
-    axes = [a[a <= ref[m]] for m, a in enumerate(axes)]
-    lower = np.stack(np.meshgrid(*[a[:-1] for a in axes], indexing="ij"), -1).reshape(
-        -1, len(axes))
-    sizes = np.stack(np.meshgrid(*[np.diff(a) for a in axes], indexing="ij"), -1).reshape(
-        -1, len(axes))
-    covered = np.any(np.all(lower[:, None, :] >= points[None, :, :], axis=-1), axis=1)
-    return float(np.sum(np.prod(sizes, axis=1) * covered))
-
-
-def random_front(rng, n: int, n_objectives: int) -> np.ndarray:
-    """Points on the positive unit sphere (all mutually non-dominated), plus dominated ones."""
-    on_front = np.abs(rng.normal(size=(n, n_objectives)))
-    on_front /= np.linalg.norm(on_front, axis=1, keepdims=True)
-    return np.concatenate([1 - on_front, rng.random((n // 2, n_objectives))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,77 +113,7 @@ def test_ranks_and_selection_are_jittable():
 
 
 # ---------------------------------------------------------------------------------------------
-# Hypervolume
-
-
-@pytest.mark.parametrize("n_objectives", [2, 3])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_hypervolume_equals_brute_force_and_pymoo(n_objectives, seed):
-    rng = np.random.default_rng(seed)
-    ref = np.full(n_objectives, 1.1)
-    small = random_front(rng, 8, n_objectives)
-    assert pareto.hypervolume(small, ref) == pytest.approx(
-        inclusion_exclusion_hypervolume(small, ref), rel=1e-9)
-    medium = random_front(rng, 40, n_objectives)
-    want = grid_hypervolume(medium, ref)
-    assert pareto.hypervolume(medium, ref) == pytest.approx(want, rel=1e-9)
-    large = random_front(rng, 2000, n_objectives)
-    assert pareto.hypervolume(large, ref) == pytest.approx(HV(ref_point=ref)(large), rel=1e-9)
-
-
-@pytest.mark.parametrize("n_objectives", [2, 3])
-def test_hypervolume_with_ties_and_duplicates_equals_grid(n_objectives):
-    # Integer coordinates: many equal x, y and z values and duplicate points.
-    points = np.random.default_rng(7).integers(0, 6, (60, n_objectives)).astype(np.float64)
-    ref = np.full(n_objectives, 5.5)
-    assert pareto.hypervolume(points, ref) == pytest.approx(
-        grid_hypervolume(points[np.all(points < ref, 1)], ref), rel=1e-12)
-
-
-def test_hypervolume_handles_ties_duplicates_and_points_beyond_reference():
-    points = np.array([[0.2, 0.5], [0.2, 0.5], [0.2, 0.7], [0.5, 0.2], [1.5, 0.0], [0.5, 1.0]])
-    ref = np.array([1.0, 1.0])
-    assert pareto.hypervolume(points, ref) == pytest.approx(0.8 * 0.5 + 0.5 * 0.3, rel=1e-12)
-    assert pareto.hypervolume(jnp.asarray(points), ref) == pytest.approx(0.55, rel=1e-6)
-    assert pareto.hypervolume(np.array([[2.0, 2.0]]), ref) == 0.0
-    assert pareto.hypervolume(np.zeros((0, 3)), np.ones(3)) == 0.0
-
-
-def test_monte_carlo_hypervolume_is_within_its_standard_error():
-    points = random_front(np.random.default_rng(8), 30, 3)
-    ref = np.full(3, 1.1)
-    value, error = pareto.hypervolume_monte_carlo(points, ref, n_samples=200_000, seed=1)
-    exact = pareto.hypervolume(points, ref)
-    assert 0 < error < 0.01 * exact
-    assert abs(value - exact) < 4 * error
-    four = random_front(np.random.default_rng(9), 10, 4)
-    assert pareto.hypervolume(four, np.full(4, 1.1), n_samples=100_000) == pytest.approx(
-        inclusion_exclusion_hypervolume(four, np.full(4, 1.1)), rel=0.02)
-
-
-def test_hypervolume_rejects_bad_shapes():
-    with pytest.raises(ValueError, match="ref_point must have shape"):
-        pareto.hypervolume(np.zeros((3, 2)), np.ones(3))
-    with pytest.raises(ValueError, match="points must have shape"):
-        pareto.hypervolume(np.zeros(3), np.ones(3))
-    with pytest.raises(ValueError, match="NaN"):
-        pareto.hypervolume(np.full((2, 2), np.nan), np.ones(2))
-
-
-@pytest.mark.parametrize("n_objectives", [2, 3])
-def test_hypervolume_improvement_equals_difference_of_exact_volumes(n_objectives):
-    rng = np.random.default_rng(10)
-    ref = np.full(n_objectives, 1.1)
-    front = random_front(rng, 25, n_objectives)
-    candidates = rng.random((30, n_objectives)) * 1.2
-    got = np.asarray(pareto.hypervolume_improvement(
-        jnp.asarray(front), jnp.asarray(candidates), jnp.asarray(ref)))
-    base = pareto.hypervolume(front, ref)
-    want = [pareto.hypervolume(np.vstack([front, c]), ref) - base for c in candidates]
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    padded = np.vstack([front, np.full((5, n_objectives), np.inf)])
-    np.testing.assert_allclose(
-        np.asarray(pareto.hypervolume_improvement(padded, candidates, ref)), want, atol=1e-5)
+# Normalization
 
 
 def test_normalize_objectives_maps_bounds_to_unit_interval():

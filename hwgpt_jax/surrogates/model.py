@@ -109,7 +109,16 @@ def predict(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array, mod
         conformal interval of central level `level`; sample: (N,) one draw per arch from the
         calibrated predictive distribution (needs `key`).
     """
-    base = base_quantiles(spec, state, features)
+    return predict_from_base(spec, state, base_quantiles(spec, state, features), mode, key, level)
+
+
+def predict_from_base(spec: SurrogateSpec, state: dict[str, Any], base: jax.Array, mode: str,
+                      key: jax.Array | None = None, level: float = 0.9) -> jax.Array:
+    """`predict` given `base = base_quantiles(spec, state, features)`, (N, Q).
+
+    The split lets a caller run the MLP (nearly all the work) in cache-sized chunks while the
+    cheap calibration and sampling see the whole batch, so chunking never changes a draw.
+    """
     args = (base, spec.levels, state["corrections"], spec.central_levels)
     if mode == "median":
         z = base @ jnp.asarray(_median_weights(spec.levels))
