@@ -17,12 +17,17 @@ from hwgpt_jax.surrogates import (
     SurrogateConfig,
     calibrate,
     calibrated_quantiles,
+    conformal_quantile,
+    cqr_scores,
     fit_surrogate,
     from_table,
     monotone_quantiles,
     pinball_loss,
     predict,
+    split_archs,
 )
+from hwgpt_jax.surrogates.conformal import interpolation_matrix
+from hwgpt_jax.surrogates.model import base_quantiles
 
 SPACE = get_space("tiny")
 SMALL = {"hidden": (32, 32), "max_steps": 600, "eval_every": 100, "batch_size": 256,
@@ -123,6 +128,104 @@ def test_cqr_corrects_a_miscalibrated_model_on_heteroscedastic_data():
                                             jnp.asarray(corrections), (0.5, 0.8, 0.9), taus))
         covered = np.mean((y[fresh] >= q[:, 0]) & (y[fresh] <= q[:, 2]))
         assert abs(covered - level) < 0.01, (level, covered)
+
+
+def brute_force_conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The smallest pooled score t with #{scores <= t} / #scores >= level (n + 1) / n, n archs
+    (rows with a valid score), found by trying every candidate."""
+    n = int((~np.isnan(scores)).any(axis=1).sum())
+    pooled = scores[~np.isnan(scores)]
+    for t in np.sort(pooled):
+        if np.mean(pooled <= t) >= level * (n + 1) / n - 1e-12:
+            return float(t)
+    return float("inf")
+
+
+def test_conformal_quantile_is_the_rank_rule_with_one_observation_per_arch():
+    scores = np.random.default_rng(10).normal(size=37)
+    ordered = np.sort(scores)
+    for level in (0.1, 0.5, 0.8, 0.9, 0.95, 0.97, 0.99):
+        rank = int(np.ceil((37 + 1) * level))  # ceil((n + 1) c) / n, Romano et al. 2019
+        expected = float("inf") if rank > 37 else ordered[rank - 1]
+        assert conformal_quantile(scores, level) == expected
+        assert conformal_quantile(scores[:, None], level) == expected
+
+
+def test_conformal_quantile_pools_repeats_but_counts_archs():
+    rng = np.random.default_rng(11)
+    scores = rng.normal(size=(23, 6))
+    scores[rng.uniform(size=scores.shape) < 0.3] = np.nan  # ragged repeats
+    scores[4] = np.nan  # an arch without any observation does not count
+    for level in (0.3, 0.5, 0.8, 0.9, 0.95):
+        assert conformal_quantile(scores, level) == brute_force_conformal_quantile(scores, level)
+    with pytest.raises(ValueError, match="no calibration observations"):
+        conformal_quantile(np.full((3, 2), np.nan), 0.9)
+
+
+def test_few_archs_with_correlated_repeats_keep_per_observation_coverage():
+    """15 calibration archs x 10 near-identical repeats (the arch effect dominates): counting
+    archs keeps >= 90 %; counting the 150 observations would give 14 / 16 = 87.5 %."""
+    rng = np.random.default_rng(12)
+    n_archs, repeats, trials, level = 15, 10, 20_000, 0.9
+    scores = (rng.standard_normal((trials, n_archs + 1, 1))
+              + 1e-3 * rng.standard_normal((trials, n_archs + 1, repeats)))
+    calib, fresh = scores[:, :n_archs], scores[:, n_archs]
+    by_arch = np.array([conformal_quantile(c, level) for c in calib])
+    by_observation = np.sort(calib.reshape(trials, -1), axis=1)[
+        :, int(np.ceil((n_archs * repeats + 1) * level)) - 1]
+    covered = np.mean(fresh <= by_arch[:, None])
+    assert 0.9 <= covered <= 0.9 + 1 / (n_archs + 1) + 0.005  # conformal bounds, MC error
+    assert np.mean(fresh <= by_observation[:, None]) < 0.885
+
+
+def test_cqr_with_repeated_heteroscedastic_observations_covers_per_observation():
+    """Several observations per input, with an arch-level model error and a within-arch noise
+    that both grow with x: calibrated per-observation coverage of fresh archs is nominal."""
+    rng = np.random.default_rng(13)
+
+    def draw(n: int, repeats: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(0, 1, n)
+        arch_effect = 0.5 * (0.1 + x) * rng.standard_normal(n)  # shared by the repeats
+        noise = (0.05 + 0.3 * x)[:, None] * rng.standard_normal((n, repeats))
+        y = np.sin(4 * x)[:, None] + arch_effect[:, None] + noise
+        y[rng.uniform(size=y.shape) < 0.1] = np.nan  # a few missing repeats
+        return x, y
+
+    levels = (0.1, 0.5, 0.9)
+    base = lambda x: np.sin(4 * x)[:, None] + 0.2 * (0.1 + x)[:, None] * np.array(  # noqa: E731
+        [-1.28, 0.0, 1.28])  # too narrow and blind to the arch effect
+    (x_cal, y_cal), (x_new, y_new) = draw(20_000), draw(20_000)
+    central = (0.5, 0.8, 0.9)
+    corrections = calibrate(base(x_cal), levels, y_cal, central)
+    valid = ~np.isnan(y_new)
+    for level in central:
+        taus = ((1 - level) / 2, 0.5, (1 + level) / 2)
+        q = np.asarray(calibrated_quantiles(jnp.asarray(base(x_new)), levels,
+                                            jnp.asarray(corrections), central, taus))
+        inside = (y_new >= q[:, :1]) & (y_new <= q[:, 2:])
+        assert abs(inside[valid].mean() - level) < 0.02, (level, inside[valid].mean())
+    uncalibrated = (y_new >= base(x_new)[:, :1]) & (y_new <= base(x_new)[:, 2:])
+    assert uncalibrated[valid].mean() < 0.5  # calibration had work to do
+
+
+def test_corrections_come_from_the_calibration_split_only(fitted):
+    """Recompute E_c from the calibration archs' per-observation scores (NumPy oracle)."""
+    quantile, _, _, _ = fitted
+    data = synthetic(seed=0, n=8000, repeats=4)[0].subset(np.arange(4500))
+    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot", **SMALL)
+    calib = split_archs(len(data), config)["calib"]
+    assert quantile.spec.fit_report["n_calib"] == len(calib) == 1800
+    state = quantile.state
+    z = (np.log(data.observations[calib]) - float(state["target_mean"])) / float(
+        state["target_std"])
+    features = jnp.asarray(encode(data.archs[calib], SPACE, "onehot"))
+    base = np.asarray(base_quantiles(quantile.spec, state, features), np.float64)
+    for i, level in enumerate(quantile.spec.central_levels):
+        weights = interpolation_matrix(quantile.spec.levels, [(1 - level) / 2, (1 + level) / 2])
+        ends = base @ weights.astype(np.float64)
+        scores = cqr_scores(ends[:, 0], ends[:, 1], z)
+        expected = brute_force_conformal_quantile(scores, level)
+        assert float(state["corrections"][i]) == pytest.approx(expected, abs=1e-5)
 
 
 def test_conformal_coverage_of_a_fitted_quantile_mlp_on_fresh_archs(fitted):
