@@ -15,7 +15,13 @@ import pytest
 
 from hwgpt_jax import pareto
 from hwgpt_jax.search import build_problem, make_algorithm, run_compiled, run_search
-from hwgpt_jax.search.base import Problem, mutate, mutate_one, uniform_crossover
+from hwgpt_jax.search.base import (
+    Problem,
+    duplicate_rows,
+    mutate,
+    mutate_one,
+    uniform_crossover,
+)
 from hwgpt_jax.search.objectives import parse_constraint, random_mlp_objective
 from hwgpt_jax.search.runner import hypervolume_curve, infeasibility_message
 from hwgpt_jax.space import get_space
@@ -93,6 +99,22 @@ def test_uniform_crossover_takes_each_gene_from_a_parent():
 
 # ---------------------------------------------------------------------------------------------
 # Algorithms on the fixed problem
+
+
+@pytest.mark.parametrize("scale", ["tiny", "l"])
+def test_duplicate_rows_equals_a_numpy_reference(scale):
+    """Copies are flagged after their first occurrence; l packs 75 genes into several words."""
+    space = get_space(scale)
+    card = tuple(int(c) for c in space.gene_cardinality)
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(0, card, size=(300, len(card)))
+    rows = distinct[rng.integers(0, 300, size=1000)]  # many repeats, in random order
+    rows[::7, -1] = (rows[::7, -1] + 1) % card[-1]  # differ in the last gene (last word) only
+    _, first = np.unique(rows, axis=0, return_index=True)
+    expected = np.ones(len(rows), bool)
+    expected[first] = False
+    got = np.asarray(jax.jit(duplicate_rows, static_argnums=1)(jnp.asarray(rows), card))
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_true_front_is_nontrivial(tiny):

@@ -194,3 +194,29 @@ def contains_rows(rows: jax.Array, table: jax.Array, valid: jax.Array | None = N
     if valid is not None:
         equal = equal & valid[None, :]
     return jnp.any(equal, axis=1)
+
+
+def duplicate_rows(rows: jax.Array, cardinality: tuple[int, ...]) -> jax.Array:
+    """(N,) bool: the gene row (N, G) equals an earlier row (the first of equal rows is False).
+
+    Each row is packed into a few 32-bit words (gene g takes ceil(log2(cardinality[g])) bits),
+    then a stable lexicographic sort on the words puts equal rows next to each other in index
+    order: a handful of sort passes instead of one per gene, or an O(N^2) comparison."""
+    bits = [max(1, (c - 1).bit_length()) for c in cardinality]
+    word, shift, used = [], [], 0
+    for b in bits:
+        if used % 32 + b > 32:
+            used += 32 - used % 32  # start a new word
+        word.append(used // 32)
+        shift.append(used % 32)
+        used += b
+    n_words = used // 32 + (used % 32 > 0)
+    shifted = rows.astype(jnp.uint32) << jnp.asarray(shift, jnp.uint32)  # disjoint bit fields
+    in_word = jnp.asarray(word)[None, :] == jnp.arange(n_words)[:, None]  # (W, G)
+    keys = jnp.stack([jnp.sum(jnp.where(in_word[w], shifted, 0), axis=-1, dtype=jnp.uint32)
+                      for w in range(n_words)])  # (W, N)
+    order = jnp.lexsort(keys[::-1])  # stable: equal rows keep their index order
+    ordered = keys[:, order]
+    same_as_previous = jnp.concatenate(
+        [jnp.zeros((1,), bool), jnp.all(ordered[:, 1:] == ordered[:, :-1], axis=0)])
+    return jnp.zeros(rows.shape[0], bool).at[order].set(same_as_previous)

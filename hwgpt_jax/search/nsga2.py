@@ -4,8 +4,11 @@ algorithm: NSGA-II", IEEE TEVC 2002).
 Each generation: binary tournaments on (non-dominated rank, crowding distance) pick parents,
 per-gene uniform crossover (evosax's SimpleGA operator) and categorical mutation make
 `population_size` children, and (mu + lambda) survivor selection by rank and crowding keeps
-the best `population_size` of parents and children. Constraints: Deb's constrained
-domination (feasible first, infeasible by total violation), in tournaments and survival.
+the best `population_size` of parents and children. Duplicate architectures are eliminated
+before survival, as pymoo does by default: a child equal to a parent or to an earlier child
+(canonical genes) ranks behind every distinct arch, so a large population on a discrete space
+does not fill up with copies of its best points. Constraints: Deb's constrained domination
+(feasible first, infeasible by total violation), in tournaments and survival.
 
 evosax 0.3.2 fits only in part: its strategies select on one scalar fitness and its
 mutation is Gaussian on reals, so the multi-objective selection (hwgpt_jax.pareto) and the
@@ -21,7 +24,9 @@ from flax import struct
 
 from hwgpt_jax.pareto import nsga2_survival
 from hwgpt_jax.search.base import (
+    GeneLayout,
     SearchAlgorithm,
+    duplicate_rows,
     mutate,
     random_genes,
     total_violation,
@@ -107,6 +112,13 @@ class NSGA2(SearchAlgorithm):
         # Before the first tell the "parents" are the unevaluated initial population: drop them.
         all_violation = all_violation.at[: self.population_size].set(
             jnp.where(state.generation == 0, jnp.inf, state.violation))
+        # Copies rank last (behind the infeasible): with violation inf they survive only when
+        # fewer distinct archs than population_size exist.
+        # (Generation 0's children are the unevaluated parents' genes: no copies there.)
+        copies = duplicate_rows(GeneLayout.of(self.space).canonical(all_genes),
+                                self.cardinality) & (
+            state.generation > 0)
+        all_violation = jnp.where(copies & (all_violation < jnp.inf), jnp.inf, all_violation)
         keep, rank, crowding = nsga2_survival(
             all_objectives, self.population_size, violation=all_violation)
         return State(
