@@ -104,16 +104,19 @@ def _hypervolume_3d(points: np.ndarray, ref_point: np.ndarray) -> float:
     order = np.argsort(points[:, 2])
     ref_x, ref_y, ref_z = (float(v) for v in ref_point)
     xs, ys = [-math.inf, ref_x], [ref_y, -math.inf]
-    gains: list[float] = []
-    add, find, insert_x, insert_y = gains.append, bisect.bisect_left, xs.insert, ys.insert
-    for x, y in zip(points[:, 0].take(order).tolist(), points[:, 1].take(order).tolist()):
+    volume = 0.0
+    find, insert_x, insert_y = bisect.bisect_left, xs.insert, ys.insert
+    # A point's exclusive area is covered from its z up to ref_z: a sum of positive terms.
+    for x, y, height in zip(points[:, 0].take(order).tolist(),
+                            points[:, 1].take(order).tolist(),
+                            (ref_z - points[:, 2].take(order)).tolist()):
         i = find(xs, x)  # xs[i - 1] < x <= xs[i]
         left_y = ys[i - 1]
         right_y = ys[i]
         if left_y <= y or (right_y <= y and xs[i] == x):
-            add(0.0)  # weakly dominated in (x, y) by a point of lower or equal z
-        elif right_y < y:  # dominates no staircase point: a plain insertion
-            add((xs[i] - x) * (left_y - y))
+            continue  # weakly dominated in (x, y) by a point of lower or equal z
+        if right_y < y:  # dominates no staircase point: a plain insertion
+            volume += (xs[i] - x) * (left_y - y) * height
             insert_x(i, x)
             insert_y(i, y)
         else:  # it dominates staircase points from position i on
@@ -134,10 +137,8 @@ def _hypervolume_3d(points: np.ndarray, ref_point: np.ndarray) -> float:
                     right_x, right_y = next_x, ys[j]
                 xs[i:j] = (x,)
                 ys[i:j] = (y,)
-            add(gain)
-    # A point's gain is covered from its z up to ref_z: the volume is a sum of positive terms.
-    gains_array = np.fromiter(gains, np.float64, len(gains))
-    return float(np.dot(gains_array, ref_z - points[:, 2].take(order)))
+            volume += gain * height
+    return volume
 
 
 def hypervolume_monte_carlo(

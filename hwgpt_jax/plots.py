@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -172,7 +173,7 @@ def hypervolume_plot(curves: Mapping[str, np.ndarray], path: str | os.PathLike,
 
 def training_curve_plot(log: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
     """Per-member training loss over steps and validation perplexity at the evaluations."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
     steps = [row["step"] for row in log]
     members = sorted({k for row in log for k in row if k.startswith("loss/")})
     for name in members:
@@ -185,6 +186,10 @@ def training_curve_plot(log: Sequence[Mapping[str, float]], path: str | os.PathL
         right.plot([row["step"] for row in evals], [row[f"val_ppl/{name}"] for row in evals],
                    marker="o", label=name)
     right.set_yscale("log")
+    # Plain numbers on the (often less than a decade wide) log axis, not 2.2x10^3 labels.
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+    right.yaxis.set_major_formatter(plain)
+    right.yaxis.set_minor_formatter(plain)
     right.set_xlabel("step")
     right.set_ylabel("validation perplexity")
     right.legend(fontsize=7)
