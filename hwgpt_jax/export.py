@@ -35,7 +35,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.files import atomic_folder, write_json_atomic
+from hwgpt_jax.files import atomic_folder, read_sidecar, write_json_atomic
 from hwgpt_jax.model import Params, extract, init_params, param_count
 from hwgpt_jax.space import ARCH_FIELDS, Arch, SearchSpace, get_space
 
@@ -296,18 +296,8 @@ def _read_sidecar(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise FileNotFoundError(f"exported model folder {str(directory)!r} does not exist")
     path = directory / SIDECAR
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{directory} has no {SIDECAR}; not a folder written by "
-                         f"export_dense / hwgpt export") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the folder is corrupted") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} sidecar")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {info.get('format_version')!r}; this "
-                         f"version reads {FORMAT_VERSION}")
+    info = read_sidecar(path, FORMAT, FORMAT_VERSION,
+                        "a folder written by export_dense / hwgpt export")
     missing = [k for k in ("scale", "arch", "arch_id", "dtype", "param_count",
                            "params_sha256") if k not in info]
     if missing:

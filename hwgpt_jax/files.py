@@ -96,3 +96,21 @@ def atomic_folder(directory: str | os.PathLike, overwrite: bool,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def read_sidecar(path: str | os.PathLike, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """The JSON sidecar at `path`, checked to be of format `fmt` at `format_version` `version`;
+    `what` names the folder kind in the error for a missing sidecar."""
+    path = Path(path)
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path.parent} has no {path.name}; not {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the folder is corrupted") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        raise ValueError(f"{path} is not a {fmt} sidecar")
+    if info.get("format_version") != version:
+        raise ValueError(f"{path} has format_version {info.get('format_version')!r}; this "
+                         f"version reads {version}")
+    return info

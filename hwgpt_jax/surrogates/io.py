@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
-from hwgpt_jax.files import atomic_folder
+from hwgpt_jax.files import atomic_folder, read_sidecar
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
@@ -91,17 +91,7 @@ def _read_sidecar(directory: Path) -> dict[str, Any]:
     path = directory / SIDECAR
     if not directory.is_dir():
         raise FileNotFoundError(f"surrogate folder {str(directory)!r} does not exist")
-    try:
-        sidecar = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ValueError(f"{directory} has no {SIDECAR}; not a saved Benchmark folder") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the folder is corrupted") from err
-    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} sidecar")
-    if sidecar.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {sidecar.get('format_version')}, this "
-                         f"version reads {FORMAT_VERSION}")
+    sidecar = read_sidecar(path, FORMAT, FORMAT_VERSION, "a saved Benchmark folder")
     if sidecar.get("encoding_version") != ENCODING_VERSION:
         raise ValueError(f"{path} was written with encoding version "
                          f"{sidecar.get('encoding_version')}, this version uses "
