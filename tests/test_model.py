@@ -195,6 +195,31 @@ def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_b
         assert max_diff(a, b) <= 1e-4 * (1.0 + float(np.max(np.abs(a))))
 
 
+def test_blocked_causal_attention_equals_full_softmax():
+    """The query-blocked attention (3 blocks, the last one partial) equals a float64 NumPy
+    causal softmax attention over the whole (T, T) matrix, RoPE included."""
+    seq, heads, head_size = 2 * model.ATTENTION_BLOCK + 44, 3, 8
+    qkv = np.random.default_rng(0).normal(size=(2, seq, 3, heads, head_size)).astype(np.float32)
+    cos, sin = model._rope_tables(seq, head_size)
+    got = np.asarray(jax.jit(model._causal_attention)(jnp.asarray(qkv), cos, sin))
+
+    def rope(x):  # NeoX rotate-half on the first half of the head dims, float64
+        half = head_size // 2
+        c, s = np.asarray(cos, np.float64)[:, None], np.asarray(sin, np.float64)[:, None]
+        rot, rest = x[..., :half], x[..., half:]
+        first, second = rot[..., : half // 2], rot[..., half // 2:]
+        return np.concatenate([rot * c + np.concatenate([-second, first], -1) * s, rest], -1)
+
+    q, k, v = (qkv[:, :, i].astype(np.float64) for i in range(3))
+    q, k = rope(q), rope(k)
+    scores = np.einsum("bthc,bshc->bhts", q, k) / np.sqrt(head_size)
+    scores = np.where(np.tril(np.ones((seq, seq), bool)), scores, -np.inf)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    want = np.einsum("bhts,bshc->bthc", probs, v)
+    assert max_diff(got, want) < 1e-5
+
+
 # ---------------------------------------------------------------------------- entanglement
 def active_slices(arch: Arch, space) -> dict:
     """Index masks (True = used by `arch`) per supernet leaf, by the leading-slice rule."""
