@@ -48,7 +48,7 @@ LAYER_NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
 ROPE_FRACTION = 0.5
 INIT_STD = 0.02
-ATTENTION_BLOCK = 256  # query block of the causal attention (one block up to T = 256)
+ATTENTION_BLOCK = 128  # query block of the causal attention
 
 
 # ---------------------------------------------------------------------------- initialization
