@@ -49,6 +49,8 @@ ROPE_BASE = 10000.0
 ROPE_FRACTION = 0.5
 INIT_STD = 0.02
 ATTENTION_BLOCK = 128  # query block of the causal attention
+VOCAB_CHUNK = 384  # tokens of the vocabulary per chunk of the chunked LM heads (50304 = 131 x 384)
+ATTENTION_MAP_MIN_SEQ = 512  # from this length on, attention runs one (batch, head) at a time
 
 
 # ---------------------------------------------------------------------------- initialization
@@ -129,6 +131,16 @@ def param_count(tree: Any) -> int:
 
 
 # ---------------------------------------------------------------------------- shared helpers
+def vocab_chunks(embedding: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The tied embedding (V, D) as (V / V_c, V_c, D) chunks (a free reshape) and each
+    chunk's first token id: the scan operands of the heads that never hold (N, V) logits.
+    V_c is the largest divisor of V up to `VOCAB_CHUNK`."""
+    vocab = embedding.shape[0]
+    size = next(c for c in range(min(VOCAB_CHUNK, vocab), 0, -1) if vocab % c == 0)
+    return (embedding.reshape(vocab // size, size, embedding.shape[1]),
+            jnp.arange(0, vocab, size, dtype=jnp.int32))
+
+
 def _rope_tables(seq: int, head_size: int) -> tuple[jax.Array, jax.Array]:
     """cos, sin of shape (T, R) for the first R = head_size/2 dims (NeoX: frequencies
     repeated for the two halves)."""
@@ -152,23 +164,41 @@ def _apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 def _causal_attention(qkv: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """qkv (B, T, 3, H, S) -> attention output (B, T, H, S); softmax in float32.
 
-    Blocked over queries: the queries of block i attend only to keys 0..end of block i, so the
-    fully masked upper blocks of the (T, T) score matrix are never computed (about half the
-    work at long sequences, and 1.5-2.6x faster on a CPU at T = 1024). Exact: every softmax
-    row still spans all of its unmasked keys."""
+    Blocked over queries (`_blocked_attention`). From `ATTENTION_MAP_MIN_SEQ` tokens on, the
+    (batch, head) pairs run one after another (`lax.map`) on plain 2-D products: XLA's CPU
+    batched matmul is about 3x slower than the same products one head at a time, and one
+    head's (T, T) scores stay in cache (T = 1024: 25 instead of 50 ms per 12-head layer).
+    Shorter sequences keep the batched form, which wins there."""
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, S)
     q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
-    seq, head_size = q.shape[1], q.shape[-1]
+    batch, seq, heads, head_size = q.shape
+    q = q * jnp.asarray(1.0 / math.sqrt(head_size), q.dtype)
+    q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # (B, H, T, S)
+    if seq >= ATTENTION_MAP_MIN_SEQ:
+        flat = [x.reshape(batch * heads, seq, head_size) for x in (q, k, v)]
+        out = lax.map(lambda x: _blocked_attention(*x), flat).reshape(q.shape)
+    else:
+        out = _blocked_attention(q, k, v)
+    return jnp.swapaxes(out, 1, 2)
+
+
+def _blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Causal attention of pre-scaled q, k, v (..., T, S) -> (..., T, S).
+
+    Queries of block i attend only to keys 0..end of block i, so the fully masked upper
+    blocks of the (T, T) score matrix are never computed (about half the work at long
+    sequences). Exact: every softmax row still spans all of its unmasked keys."""
+    seq = q.shape[-2]
     outputs = []
     for start in range(0, seq, ATTENTION_BLOCK):
         end = min(start + ATTENTION_BLOCK, seq)
-        scores = jnp.einsum("bthc,bshc->bhts", q[:, start:end], k[:, :end])
-        scores = scores.astype(jnp.float32) / math.sqrt(head_size)  # (B, H, end-start, end)
+        scores = jnp.einsum("...tc,...sc->...ts", q[..., start:end, :], k[..., :end, :])
+        scores = scores.astype(jnp.float32)  # (..., end - start, end)
         causal = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
         scores = jnp.where(causal, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        outputs.append(jnp.einsum("bhts,bshc->bthc", probs, v[:, :end]))
-    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=1)
+        outputs.append(jnp.einsum("...ts,...sc->...tc", probs, v[..., :end, :]))
+    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-2)
 
 
 def _gelu(x: jax.Array) -> jax.Array:

@@ -131,3 +131,30 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nothing"), "-n", "1",
                  "--out", str(tmp_path / "q.parquet")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("vocab", [50304, 1000])  # chunks of 384; of 250 (largest divisor)
+def test_vocab_chunked_head_equals_full_logits(vocab):
+    """The vocabulary-chunked head's NLL sum and accuracy equal log-sum-exp and argmax over the
+    full logits, with tied maxima (duplicated embedding rows, across and within chunks) going
+    to the first index as in `argmax`."""
+    from hwgpt_jax.evaluate import _head_sums
+
+    rng = np.random.default_rng(0)
+    embedding = rng.normal(size=(vocab, 16)).astype(np.float32)
+    embedding[vocab - 5] = embedding[3] * 4.0  # same maximum in the first and last chunk
+    embedding[7] = embedding[3] * 4.0  # and twice in the first chunk
+    hidden = rng.normal(size=(40, 16)).astype(np.float32)
+    hidden[:10] = embedding[3]  # rows whose maximum is the tie
+    targets = rng.integers(0, vocab, 40)
+    targets[:5], targets[5:10] = 7, vocab - 5  # ties: 7 is the first maximum, vocab-5 is not
+    targets[10:15] = np.argmax(hidden[10:15] @ embedding.T, axis=-1)  # untied correct ones
+    weights = (rng.random(40) < 0.8).astype(np.float32)
+    nll, correct = jax.jit(_head_sums)(jnp.asarray(hidden), jnp.asarray(embedding),
+                                        jnp.asarray(targets), jnp.asarray(weights))
+    logits = hidden.astype(np.float64) @ embedding.T.astype(np.float64)
+    top = logits.max(-1)
+    want_nll = top + np.log(np.exp(logits - top[:, None]).sum(-1)) - logits[np.arange(40), targets]
+    assert abs(float(nll) - float((want_nll * weights).sum())) < 1e-4 * float(want_nll.sum())
+    want_correct = int(((np.argmax(logits, -1) == targets) * weights).sum())
+    assert int(correct) == want_correct and want_correct >= 5

@@ -195,13 +195,17 @@ def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_b
         assert max_diff(a, b) <= 1e-4 * (1.0 + float(np.max(np.abs(a))))
 
 
-def test_blocked_causal_attention_equals_full_softmax():
-    """The query-blocked attention (3 blocks, the last one partial) equals a float64 NumPy
-    causal softmax attention over the whole (T, T) matrix, RoPE included."""
+@pytest.mark.parametrize("per_head", [False, True])
+def test_blocked_causal_attention_equals_full_softmax(per_head, monkeypatch):
+    """The query-blocked attention (3 blocks, the last one partial), batched over heads or one
+    (batch, head) at a time, equals a float64 NumPy causal softmax attention over the whole
+    (T, T) matrix, RoPE included."""
     seq, heads, head_size = 2 * model.ATTENTION_BLOCK + 44, 3, 8
+    monkeypatch.setattr(model, "ATTENTION_MAP_MIN_SEQ", seq if per_head else seq + 1)
     qkv = np.random.default_rng(0).normal(size=(2, seq, 3, heads, head_size)).astype(np.float32)
     cos, sin = model._rope_tables(seq, head_size)
-    got = np.asarray(jax.jit(model._causal_attention)(jnp.asarray(qkv), cos, sin))
+    attention = jax.jit(lambda *args: model._causal_attention(*args))  # traced afresh
+    got = np.asarray(attention(jnp.asarray(qkv), cos, sin))
 
     def rope(x):  # NeoX rotate-half on the first half of the head dims, float64
         half = head_size // 2
