@@ -164,6 +164,24 @@ def test_python_loop_runner_matches_population_semantics(tiny):
     np.testing.assert_allclose(result.objectives, np.asarray(objectives), rtol=1e-5, atol=1e-5)
 
 
+def test_equal_configurations_share_compiled_code(tiny):
+    """Algorithms built with the same options are equal, so a second run (another study, or a
+    rebuilt object) reuses the compiled ask/tell and the problem's compiled evaluate."""
+    from hwgpt_jax.search.base import SearchAlgorithm
+    from hwgpt_jax.search.runner import _evaluate
+
+    space = tiny["space"]
+    first = make_algorithm("nsga2", space, 2, population_size=32)
+    second = make_algorithm("nsga2", space, 2, population_size=32)
+    assert first == second and hash(first) == hash(second)
+    assert first != make_algorithm("nsga2", space, 2, population_size=64)
+    assert first != make_algorithm("nsga2", space, 3, population_size=32)
+    run_search(first, tiny["problem"], 64, jax.random.key(0))
+    sizes = SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()
+    run_search(second, tiny["problem"], 64, jax.random.key(1))
+    assert (SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()) == sizes
+
+
 # ---------------------------------------------------------------------------------------------
 # Constraints
 

@@ -89,6 +89,18 @@ class SearchAlgorithm:
         self.n_objectives = n_objectives
         self.n_constraints = n_constraints
 
+    def _configuration(self) -> tuple[Any, ...]:
+        return (type(self), tuple(sorted(vars(self).items())))
+
+    # Equal configurations are equal (and hash alike), so the jitted `init`/`ask`/`tell`
+    # (static `self`) compile once for every algorithm object built with the same options.
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, SearchAlgorithm)
+                and self._configuration() == other._configuration())
+
+    def __hash__(self) -> int:
+        return hash(self._configuration())
+
     @property
     def default_params(self) -> Any:
         raise NotImplementedError

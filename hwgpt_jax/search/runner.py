@@ -75,7 +75,7 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
     """
     n_steps = check_budget(algorithm, budget)
     params = algorithm.default_params if params is None else params
-    evaluate = jax.jit(problem.evaluate)
+    evaluate = partial(_evaluate, problem)
     key, key_init = jax.random.split(key)
     state = algorithm.init(key_init, params)
     genes, objectives, constraints = [], [], []
@@ -94,6 +94,12 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
         constraints=np.concatenate(constraints),
         step=np.repeat(np.arange(n_steps), algorithm.batch_size), algorithm=algorithm.name,
         seed=seed)
+
+
+@partial(jax.jit, static_argnames=("problem",))
+def _evaluate(problem: Problem, genes: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`problem.evaluate`, compiled once per problem (not once per run)."""
+    return problem.evaluate(genes, key)
 
 
 @partial(jax.jit, static_argnames=("algorithm", "problem", "n_steps"))
