@@ -100,7 +100,7 @@ def _head_sums(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
     return (nll * weights).sum(), ((first_top == targets) * weights.astype(jnp.int32)).sum()
 
 
-def _window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Arch,
+def window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Arch,
                  space: SearchSpace, conditional: bool = False) -> tuple[jax.Array, jax.Array]:
     """Summed NLL and correct predictions of one arch over windows (NB, B, T + 1), each window
     counted with its weight (NB, B) (0 for padding windows)."""
@@ -120,6 +120,19 @@ def _window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: A
     return sums
 
 
+def batch_windows(windows: np.ndarray, batch: int) -> tuple[jax.Array, jax.Array]:
+    """Windows (n, T + 1) as (ceil(n / batch), batch, T + 1) batches and their weights (1 for a
+    real window, 0 for the copies of window 0 that pad the last batch)."""
+    n, length = windows.shape
+    n_batches = -(-n // batch)
+    padded = np.zeros((n_batches * batch, length), np.int32)
+    padded[:n] = windows
+    padded[n:] = windows[0]
+    weights = (np.arange(len(padded)) < n).astype(np.float32)
+    return (jnp.asarray(padded.reshape(n_batches, batch, length)),
+            jnp.asarray(weights.reshape(n_batches, batch)))
+
+
 @partial(jax.jit, static_argnames=("space", "conditional"))
 def _chunk_sums(params: Params, windows: jax.Array, weights: jax.Array, archs: Arch,
                 valid: jax.Array, space: SearchSpace, conditional: bool = False
@@ -134,10 +147,10 @@ def _chunk_sums(params: Params, windows: jax.Array, weights: jax.Array, archs: A
         def one(item: tuple[Arch, jax.Array]) -> tuple[jax.Array, jax.Array]:
             arch, is_real = item
             zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
-            return lax.cond(is_real, lambda: _window_sums(params, windows, weights, arch, space,
+            return lax.cond(is_real, lambda: window_sums(params, windows, weights, arch, space,
                                                           True), lambda: zero)
         return lax.map(one, (archs, valid))
-    return jax.vmap(_window_sums, in_axes=(None, None, None, 0, None))(
+    return jax.vmap(window_sums, in_axes=(None, None, None, 0, None))(
         params, windows, weights, archs, space)
 
 
@@ -164,13 +177,7 @@ class Evaluator:
         self.space, self.params, self.batch_archs = space, params, batch_archs
         self.per_embed_dim, self.conditional = per_embed_dim, conditional
         n, length = windows.shape
-        n_batches = -(-n // window_batch)
-        padded = np.zeros((n_batches * window_batch, length), np.int32)
-        padded[:n] = windows
-        padded[n:] = windows[0]  # padding windows get weight 0
-        weights = (np.arange(len(padded)) < n).astype(np.float32)
-        self.windows = jnp.asarray(padded.reshape(n_batches, window_batch, length))
-        self.weights = jnp.asarray(weights.reshape(n_batches, window_batch))
+        self.windows, self.weights = batch_windows(windows, window_batch)
         self.tokens = n * (length - 1)
         self.seq = length - 1
         self._compiled: dict[int, Any] = {}

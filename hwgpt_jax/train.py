@@ -49,6 +49,7 @@ from jax import lax
 
 from hwgpt_jax import data as data_lib
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.evaluate import batch_windows, window_sums
 from hwgpt_jax.files import write_text_atomic
 from hwgpt_jax.model import (
     Params,
@@ -313,8 +314,8 @@ class Trainer:
         self._grad_fns: dict[int, Callable] = {}
         self._update = jax.pmap(_apply_update, AXIS, static_broadcasted_argnums=(3,),
                                 donate_argnums=(0, 1), devices=self.devices)
-        self._eval = jax.jit(jax.vmap(lm_loss, in_axes=(None, None, 0, None)),
-                             static_argnums=(3,))
+        self._eval = jax.jit(jax.vmap(window_sums, in_axes=(None, None, None, 0, None)),
+                             static_argnums=(4,))
         params = init_params(init_key, self.space)
         state = (params, self.tx.init(params))
         self.step_count = 0
@@ -371,12 +372,9 @@ class Trainer:
                  "largest": self.space.largest()}
         archs = Arch.concatenate(list(named.values()))
         params = jax.tree.map(lambda x: x[0], self.params)
-        losses = np.zeros(len(named))
-        batches = np.array_split(self.val_windows, max(1, len(self.val_windows) // 8))
-        for windows in batches:
-            losses += np.asarray(self._eval(params, jnp.asarray(windows), archs, self.space)) \
-                * len(windows)
-        losses /= len(self.val_windows)
+        windows, weights = batch_windows(self.val_windows, 8)
+        nll, _ = self._eval(params, windows, weights, archs, self.space)
+        losses = np.asarray(nll) / self.val_windows[:, 1:].size
         return {f"val_ppl/{name}": float(np.exp(loss)) for name, loss in zip(named, losses,
                                                                               strict=True)}
 
