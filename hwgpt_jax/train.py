@@ -111,7 +111,8 @@ def slice_embed_dim(params: Params, dim: int, max_ratio: int) -> Params:
 def lm_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
             compute_dtype: Any = None) -> jax.Array:
     """Mean next-token cross-entropy of one arch on windows (B, T + 1); padded vocab ids
-    beyond the real vocabulary never occur as targets. The plain reference (validation)."""
+    beyond the real vocabulary never occur as targets. The plain reference that the fast
+    paths (`train_loss`, `evaluate.window_sums`) are tested against."""
     logits = masked_forward(params, windows[:, :-1], arch, space, compute_dtype)
     return optax.softmax_cross_entropy_with_integer_labels(logits, windows[:, 1:]).mean()
 
