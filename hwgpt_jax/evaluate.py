@@ -120,6 +120,9 @@ def window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Ar
     return sums
 
 
+EVAL_TOKENS = 1024  # tokens per forward when windows are short: the head's products stay large
+
+
 def batch_windows(windows: np.ndarray, batch: int) -> tuple[jax.Array, jax.Array]:
     """Windows (n, T + 1) as (ceil(n / batch), batch, T + 1) batches and their weights (1 for a
     real window, 0 for the copies of window 0 that pad the last batch)."""
@@ -159,15 +162,19 @@ class Evaluator:
 
     Keeps one compiled program per embed dim (`compiles` counts them); with
     `per_embed_dim=False`, one program on the full-width supernet serves every arch.
+    `window_batch` windows go through each forward (default: about `EVAL_TOKENS` tokens).
     """
 
     def __init__(self, params: Params, space: SearchSpace, windows: np.ndarray, *,
-                 batch_archs: int = 8, window_batch: int = 1,
+                 batch_archs: int = 8, window_batch: int | None = None,
                  per_embed_dim: bool = True, conditional: bool = True) -> None:
         windows = np.asarray(windows)
         if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
             raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 "
                              f">= 2)")
+        if window_batch is None:  # about EVAL_TOKENS per forward, batches of equal size
+            n_batches = -(-len(windows) // max(1, EVAL_TOKENS // (windows.shape[1] - 1)))
+            window_batch = -(-len(windows) // n_batches)
         if windows.shape[1] - 1 > space.block_size:
             raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} "
                              f"block size {space.block_size}")
