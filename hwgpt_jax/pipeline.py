@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +160,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def train(self) -> dict[str, Any]:
+        # A re-run trains from scratch: an earlier run's checkpoints (another configuration, or
+        # --fresh) must not survive beside the new ones. The token shards are kept (reused when
+        # their manifest matches).
+        shutil.rmtree(self.out / "train" / "checkpoints", ignore_errors=True)
         trainer = Trainer(self.train_config, self.out / "train")
         total = self.train_config.train.steps
         last = trainer.run(on_metrics=lambda m: self.progress("train", {

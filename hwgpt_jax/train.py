@@ -301,6 +301,11 @@ class Trainer:
             options=ocp.CheckpointManagerOptions(max_to_keep=cfg.train.keep_checkpoints,
                                                  create=True),
             item_names=("state", "data", "meta"))
+        if not resume and self.manager.all_steps():
+            raise FileExistsError(
+                f"{self.out_dir / 'checkpoints'} already holds checkpoints (steps "
+                f"{sorted(self.manager.all_steps())}) of an earlier run; pass --resume to "
+                f"continue it, or train into another --out")
         resume_step = self._check_resumable() if resume else None
         self.tx, self.schedule = make_optimizer(cfg), make_schedule(cfg)
         self.shards = data_lib.prepare_corpus(

@@ -99,3 +99,16 @@ def test_plot_cli_on_run_outputs(run, tmp_path):
     assert main(["plot", "ecdf", "--data", str(out / "quality.parquet"), "--metric",
                  "perplexity", "--out", str(tmp_path / "ecdf.png")]) == 0
     assert (tmp_path / "ecdf.png").stat().st_size > 2000
+
+
+def test_retraining_replaces_the_earlier_runs_checkpoints(run):
+    """A re-run train stage (changed steps here; --fresh alike) starts over in `train/`: the
+    earlier run's checkpoints are gone, so later stages read the new one (last test of the
+    module: it replaces the shared run's checkpoint)."""
+    pipeline, out, _, _ = run
+    before = sorted(int(p.name) for p in (out / "train" / "checkpoints").iterdir())
+    steps = max(before) - 1
+    assert steps >= 1
+    Pipeline(dataclasses.replace(pipeline.config, train_steps=steps), out).train()
+    after = sorted(int(p.name) for p in (out / "train" / "checkpoints").iterdir())
+    assert max(after) == steps

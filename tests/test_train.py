@@ -215,6 +215,8 @@ def test_bad_inputs(corpus, tmp_path, reference_run):
         Trainer(s_config, out, resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Trainer(tiny_config(corpus), tmp_path / "d", resume=True)
+    with pytest.raises(FileExistsError, match=r"already holds checkpoints \(steps \[2, 4\]\)"):
+        Trainer(tiny_config(corpus), out)  # a new run would mix with the old one's steps
 
 
 TWO_DEVICES = textwrap.dedent("""
@@ -292,7 +294,13 @@ def test_multihost_launcher_single_process_and_cli(corpus, tmp_path):
     assert summary["step"] == 2 and summary["val_ppl/largest"] > 1
     assert (out / "checkpoints" / "2").is_dir()
     bad = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", "train", "--config",
-                          str(config), "--out", str(out), "--corpus", str(tmp_path / "nope")],
+                          str(config), "--out", str(tmp_path / "other"), "--corpus",
+                          str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and "nope" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    again = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", "train", "--config",
+                            str(config), "--out", str(out)],  # without --resume
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "already holds checkpoints" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
