@@ -301,11 +301,11 @@ class Trainer:
             options=ocp.CheckpointManagerOptions(max_to_keep=cfg.train.keep_checkpoints,
                                                  create=True),
             item_names=("state", "data", "meta"))
-        if not resume and self.manager.all_steps():
+        earlier = sorted(self.manager.all_steps())
+        if earlier and not resume:
             raise FileExistsError(
-                f"{self.out_dir / 'checkpoints'} already holds checkpoints (steps "
-                f"{sorted(self.manager.all_steps())}) of an earlier run; pass --resume to "
-                f"continue it, or train into another --out")
+                f"{self.out_dir / 'checkpoints'} already holds checkpoints (steps {earlier}) of "
+                f"an earlier run; pass --resume to continue it, or train into another --out")
         resume_step = self._check_resumable() if resume else None
         self.tx, self.schedule = make_optimizer(cfg), make_schedule(cfg)
         self.shards = data_lib.prepare_corpus(
@@ -313,6 +313,7 @@ class Trainer:
             val_fraction=cfg.data.val_fraction, progress=on_prepare)
         self.val_windows = data_lib.validation_windows(
             self.shards, cfg.train.seq_len, max_windows=cfg.train.eval_windows)
+        self._val_batches = batch_windows(self.val_windows, 8)  # fixed: batched once
         self.iterator = data_lib.train_iterator(
             self.shards, cfg.train.batch_size, cfg.train.seq_len, seed=cfg.train.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
@@ -378,8 +379,7 @@ class Trainer:
                  "largest": self.space.largest()}
         archs = Arch.concatenate(list(named.values()))
         params = jax.tree.map(lambda x: x[0], self.params)
-        windows, weights = batch_windows(self.val_windows, 8)
-        nll, _ = self._eval(params, windows, weights, archs, self.space)
+        nll, _ = self._eval(params, *self._val_batches, archs, self.space)
         losses = np.asarray(nll) / self.val_windows[:, 1:].size
         return {f"val_ppl/{name}": float(np.exp(loss)) for name, loss in zip(named, losses,
                                                                               strict=True)}
