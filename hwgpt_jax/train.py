@@ -156,24 +156,34 @@ def _token_chunks(hidden: jax.Array, targets: jax.Array, n_chunks: int
 
 def _tied_head_fwd(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
                    n_chunks: int) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    n_tokens, vocab = targets.shape[0], embedding.shape[0]
+    # d mean-CE / d logits = (softmax - onehot) / N. Per chunk, the softmax's numerator
+    # exp(logits - max) is the only (N/c, V) array written; its row sums come from a product
+    # with ones, and its normalization moves onto the (N/c, D) side of both gradient products.
+    # The one-hot part is a gather and a scatter of N rows, done once after the scan.
+    n_tokens = targets.shape[0]
+    ones = jnp.ones((embedding.shape[0],), jnp.float32)
 
     def body(d_embedding: jax.Array, chunk: tuple[jax.Array, jax.Array]):
         h, t = chunk
         logits = (h @ embedding.T).astype(jnp.float32)  # (N/c, V)
-        lse = jax.nn.logsumexp(logits, -1)
-        nll = lse - jnp.take_along_axis(logits, t[:, None], -1)[:, 0]
-        # d mean-CE / d logits = (softmax - onehot) / N, built in one elementwise pass.
-        is_target = jnp.arange(vocab)[None, :] == t[:, None]
-        d_logits = ((jnp.exp(logits - lse[:, None]) - is_target) / n_tokens).astype(h.dtype)
+        top = logits.max(-1)
+        numerator = jnp.exp(logits - top[:, None])
+        row_sums = numerator @ ones
+        target_logits = jnp.einsum("nd,nd->n", h, embedding[t],
+                                   preferred_element_type=jnp.float32)
+        nll = top + jnp.log(row_sums) - target_logits
+        scale = (1.0 / (row_sums * n_tokens))[:, None]
+        numerator = numerator.astype(h.dtype)
         # Partial sums of the embedding gradient stay float32 under a bf16 compute dtype.
-        d_embedding = d_embedding + jnp.matmul(d_logits.T, h,
+        d_embedding = d_embedding + jnp.matmul(numerator.T, (h * scale).astype(h.dtype),
                                                preferred_element_type=jnp.float32)
-        return d_embedding, (nll.sum(), d_logits @ embedding)
+        return d_embedding, (nll.sum(), (numerator @ embedding) * scale)
 
     d_embedding, (nll, d_hidden) = lax.scan(
         body, jnp.zeros(embedding.shape, jnp.float32), _token_chunks(hidden, targets, n_chunks))
-    return nll.sum() / n_tokens, (d_hidden.reshape(hidden.shape).astype(hidden.dtype),
+    d_hidden = d_hidden.reshape(hidden.shape) - embedding[targets] / n_tokens
+    d_embedding = d_embedding.at[targets].add(-hidden.astype(jnp.float32) / n_tokens)
+    return nll.sum() / n_tokens, (d_hidden.astype(hidden.dtype),
                                   d_embedding.astype(embedding.dtype))
 
 
