@@ -8,21 +8,24 @@ its own random archs; gradients are averaged over devices.
 Why one compiled gradient function per embedding dimension: a masked supernet costs as much as
 the largest arch whatever the arch, because masks do not remove work. Slicing the parameters to
 a member's embed dim (a static, at most 3 values) removes most of that waste while heads, MLP
-ratios, depth and bias stay traced data, so at most 3 gradient programs (plus one update) serve
-every architecture. Within one step a random member's embed dim is shared by all devices
-(pmap runs one program); its other choices differ per device. Finer buckets (per head count or
-MLP ratio) would multiply the programs (compile time) for little gain: a random arch's largest
-layer almost always has the maximum heads and ratio. Depth is not a bucket either: inactive
-blocks are skipped at run time by `lax.cond` (pmap runs each device's program on its own archs,
-so the conditional is real, not a select).
+ratios, depth and bias stay traced data, so at most 3 gradient programs serve every
+architecture, plus one for the largest arch and one update. Within one step a random member's
+embed dim is shared by all devices (pmap runs one program); its other choices differ per
+device. Finer buckets (per head count or MLP ratio) would multiply the programs (compile time):
+instead, inactive blocks are skipped at run time by `lax.cond`, and each layer's attention and
+MLP run the branch of `lax.switch` sliced to the smallest head count / hidden width covering
+the layer's choice (`model.masked_hidden(conditional=True)`; pmap runs each device's program on
+its own archs, so the conditionals are real, not selects). The largest arch has nothing to
+skip, so it runs the plain masked program without conditionals, which saves its residuals
+instead of recomputing the branches (`Member.conditional`).
 
-Where the time goes (tiny, batch 8 x seq 256, measured on 2 CPU cores): the tied LM head over
-50,304 tokens is about 60% of the largest arch's gradient, and it is matmul bound (three
-(tokens x D x V) matmuls). `tied_head_cross_entropy` computes the loss and both head gradients
-in one pass per token chunk, so the (tokens, V) logits and softmax never exist whole (memory
-O(chunk x V) instead of several (tokens, V) buffers) at no extra FLOPs. The gradient is taken
-with respect to the sliced parameters and added into the leading slice of a donated
-accumulator, so a member allocates no full-size zero gradient.
+Where the time goes: the tied LM head over 50,304 tokens is matmul bound (three
+(tokens x D x V) matmuls), about 20% of the largest s arch's gradient and most of a small one's.
+`tied_head_cross_entropy` computes the loss and both head gradients in one pass per token
+chunk, so the (tokens, V) logits and softmax never exist whole (memory O(chunk x V) instead of
+several (tokens, V) buffers) at no extra FLOPs. The gradient is taken with respect to the
+sliced parameters and added into the leading slice of a donated accumulator, so a member
+allocates no full-size zero gradient.
 
 Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
 state, and each step's archs come from `fold_in(seed key, step)`, so a run stopped at step k
@@ -197,12 +200,14 @@ tied_head_cross_entropy.defvjp(_tied_head_fwd, _tied_head_bwd)
 
 
 def train_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
-               compute_dtype: Any = None, head_chunks: int = 1) -> jax.Array:
-    """`lm_loss` computed the fast way for training: inactive blocks skipped and the tied head
-    fused with the cross-entropy (`tied_head_cross_entropy`). Same value and gradient as
-    `lm_loss` up to float32 round-off."""
+               compute_dtype: Any = None, head_chunks: int = 1,
+               conditional: bool = True) -> jax.Array:
+    """`lm_loss` computed the fast way for training: with `conditional`, inactive blocks and
+    unused head / hidden widths skipped (`masked_hidden`); the tied head fused with the
+    cross-entropy (`tied_head_cross_entropy`). Same value and gradient as `lm_loss` up to
+    float32 round-off."""
     hidden = masked_hidden(params, windows[:, :-1], arch, space, compute_dtype,
-                           conditional=True)
+                           conditional=conditional)
     embedding = params["token_embedding"].astype(compute_dtype or jnp.float32)
     return tied_head_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), embedding,
                                    windows[:, 1:].reshape(-1), head_chunks)
@@ -214,8 +219,8 @@ def _add_leading_slice(full: jax.Array, part: jax.Array) -> jax.Array:
 
 
 def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
-                  space: SearchSpace, dim: int, compute_dtype: Any,
-                  head_chunks: int) -> tuple[Params, jax.Array]:
+                  space: SearchSpace, dim: int, compute_dtype: Any, head_chunks: int,
+                  conditional: bool) -> tuple[Params, jax.Array]:
     """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1).
 
     The gradient is taken with respect to the parameters sliced to `dim` and added into the
@@ -226,12 +231,13 @@ def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
 
     def micro_step(carry: tuple[Params, jax.Array], micro: jax.Array):
         grads, total = carry
-        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks)
+        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks, conditional)
         return (jax.tree.map(jnp.add, grads, g), total + loss), None
 
     n_micro = windows.shape[0]
     if n_micro == 1:
-        total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks)
+        total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks,
+                               conditional)
     else:
         zeros = jax.tree.map(jnp.zeros_like, sliced)
         (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
@@ -257,11 +263,17 @@ def replicate(tree: Any, devices: list[Any]) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim."""
+    """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim.
+
+    `conditional=False` trains it with the plain masked program, with no conditionals: right
+    for the largest arch, where nothing is inactive, so skipping saves nothing and the
+    conditionals' rematerialization (see `model.masked_hidden`) only costs (s: 13 -> 11 s).
+    """
 
     name: str
     arch: Arch
     embed_dim: int
+    conditional: bool = True
 
 
 def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
@@ -275,7 +287,7 @@ def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
         return jax.tree.map(lambda x: np.broadcast_to(x, (n_devices,) + np.shape(x)),
                             arch.to_numpy())
 
-    members = [Member("largest", tile(space.largest()), max(space.embed_dims)),
+    members = [Member("largest", tile(space.largest()), max(space.embed_dims), False),
                Member("smallest", tile(space.smallest()), min(space.embed_dims))]
     for i in range(num_random):
         k_dim, k_arch = jax.random.split(jax.random.fold_in(key, i))
@@ -328,7 +340,7 @@ class Trainer:
             self.shards, cfg.train.batch_size, cfg.train.seq_len, seed=cfg.train.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         init_key, self.key = jax.random.split(jax.random.key(cfg.train.seed))
-        self._grad_fns: dict[int, Callable] = {}
+        self._grad_fns: dict[tuple[int, bool], Callable] = {}
         self._update = jax.pmap(_apply_update, AXIS, static_broadcasted_argnums=(3,),
                                 donate_argnums=(0, 1), devices=self.devices)
         self._eval = jax.jit(jax.vmap(window_sums, in_axes=(None, None, None, 0, None)),
@@ -341,12 +353,13 @@ class Trainer:
         self.params, self.opt_state = replicate(state, self.devices)
 
     # -- one step
-    def _grad_fn(self, dim: int) -> Callable:
-        if dim not in self._grad_fns:
-            self._grad_fns[dim] = jax.pmap(
-                _member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6, 7), donate_argnums=(1,),
-                devices=self.devices)
-        return self._grad_fns[dim]
+    def _grad_fn(self, member: Member) -> Callable:
+        key = (member.embed_dim, member.conditional)
+        if key not in self._grad_fns:
+            self._grad_fns[key] = jax.pmap(
+                _member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6, 7, 8),
+                donate_argnums=(1,), devices=self.devices)
+        return self._grad_fns[key]
 
     def step(self, members: list[Member] | None = None) -> dict[str, Any]:
         """One sandwich step on the next batch; `members` overrides the sampled sandwich."""
@@ -361,9 +374,9 @@ class Trainer:
         acc = jax.tree.map(jnp.zeros_like, self.params)
         losses = {}
         for member in members:
-            acc, loss = self._grad_fn(member.embed_dim)(
+            acc, loss = self._grad_fn(member)(
                 self.params, acc, windows, member.arch, self.space, member.embed_dim,
-                self.compute_dtype, head_chunks)
+                self.compute_dtype, head_chunks, member.conditional)
             # Reading the loss blocks on the step: CPU collectives deadlock when many pmapped
             # programs are in flight at once (DESIGN.md).
             losses[member.name] = float(loss[0])

@@ -78,6 +78,8 @@ def test_sandwich_members_layout():
         assert np.all(member.arch.embed_dim == member.embed_dim)  # one program per member
         space.validate(member.arch)
     assert members[0].embed_dim == 256 and members[1].embed_dim == 64
+    # Only the largest arch, with nothing to skip, runs without conditionals.
+    assert [m.conditional for m in members] == [False, True, True, True, True]
 
 
 @pytest.mark.parametrize("n_chunks", [1, 3])
@@ -121,7 +123,8 @@ def test_fused_head_bfloat16_gradients_close_to_float32():
 
 def test_train_loss_equals_masked_reference_on_sliced_params():
     """The training loss (inactive blocks skipped by lax.cond, fused head, params sliced to the
-    embed dim) has the value and gradient of the plain masked-supernet cross-entropy."""
+    embed dim; the largest arch without conditionals) has the value and gradient of the plain
+    masked-supernet cross-entropy."""
     space = get_space("tiny")
     params = init_params(jax.random.key(0), space)
     params["blocks"] = params["blocks"] | {  # non-zero biases so the bias flag matters
@@ -129,16 +132,17 @@ def test_train_loss_equals_masked_reference_on_sliced_params():
     windows = jax.random.randint(jax.random.key(1), (2, 17), 0, space.vocab_size)
     # Exercises the embed-dim slice (128 of 256), a skipped block (3 of 4), masked heads and
     # hidden units, and biases.
-    archs = [space.from_records([{
+    # The largest arch trains without conditionals (`Member.conditional`).
+    archs = [(space.from_records([{
         "embed_dim": 128, "n_layer": 3, "n_head": [2, 8, 4], "mlp_ratio": [4, 2, 3],
-        "bias": True}])[0]]
-    for arch in archs:
+        "bias": True}])[0], True), (space.largest(), False)]
+    for arch, conditional in archs:
         dim = int(arch.embed_dim)
         want, want_grads = jax.value_and_grad(lm_loss)(params, windows, arch, space)
 
-        def sliced_loss(p, arch=arch, dim=dim):
+        def sliced_loss(p, arch=arch, dim=dim, conditional=conditional):
             return train_loss(slice_embed_dim(p, dim, max(space.mlp_ratios)), windows, arch,
-                              space, None, 2)
+                              space, None, 2, conditional)
 
         got, got_grads = jax.jit(jax.value_and_grad(sliced_loss))(params)
         np.testing.assert_allclose(got, want, rtol=1e-5)
