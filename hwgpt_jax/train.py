@@ -218,13 +218,15 @@ def _add_leading_slice(full: jax.Array, part: jax.Array) -> jax.Array:
     return full.at[tuple(slice(0, n) for n in part.shape)].add(part)
 
 
-def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
+def _member_grads(params: Params, acc: Params | None, windows: jax.Array, arch: Arch,
                   space: SearchSpace, dim: int, compute_dtype: Any, head_chunks: int,
                   conditional: bool) -> tuple[Params, jax.Array]:
     """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1).
 
     The gradient is taken with respect to the parameters sliced to `dim` and added into the
     leading slice of `acc` (donated, so in place): no full-size zero gradient per member.
+    `acc=None` (the step's first member) starts the accumulator inside the program, where the
+    zeros fuse with the first gradient instead of being written and read back.
     """
     sliced = slice_embed_dim(params, dim, max(space.mlp_ratios))
     grad_fn = jax.value_and_grad(train_loss)
@@ -241,6 +243,8 @@ def _member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
     else:
         zeros = jax.tree.map(jnp.zeros_like, sliced)
         (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
+    if acc is None:
+        acc = jax.tree.map(jnp.zeros_like, params)
     acc = jax.tree.map(lambda a, g: _add_leading_slice(a, g / n_micro), acc, grads)
     return acc, jax.lax.pmean(total / n_micro, AXIS)
 
@@ -371,8 +375,7 @@ class Trainer:
                                        n_dev, cfg.num_random_archs)
         # The largest divisor-compatible chunking of one micro-batch's tokens.
         head_chunks = math.gcd(cfg.head_chunks, windows.shape[2] * (windows.shape[3] - 1))
-        acc = jax.tree.map(jnp.zeros_like, self.params)
-        losses = {}
+        acc, losses = None, {}
         for member in members:
             acc, loss = self._grad_fn(member)(
                 self.params, acc, windows, member.arch, self.space, member.embed_dim,
