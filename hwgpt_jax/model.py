@@ -243,8 +243,9 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
     recomputes the taken branch's forward instead of reading saved residuals. A differentiated
     `lax.switch` stores the union of all branches' residuals, zero-filled for the branches not
     taken, and the layer scan stacks them all: that memory traffic cost more than the
-    recompute (s, largest arch, batch 8 x 256 on 2 CPU cores: 18 -> 14 s per gradient; the
-    smallest 4.5 -> 2.5 s). Without differentiation `jax.checkpoint` changes nothing.
+    recompute (s, batch 8 x 256 on 2 CPU cores, back to back: the largest arch's gradient
+    17-19 -> 14-15 s, the smallest's 4.1-4.7 -> 2.5 s). Without differentiation
+    `jax.checkpoint` changes nothing.
     """
     _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
     hidden_max = params["blocks"]["fc_kernel"].shape[-1]
