@@ -37,8 +37,8 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out)
         space, n_dev = trainer.space, len(trainer.devices)
-        # Compile: one sandwich whose random members cover every embed dim, so every gradient
-        # program exists before timing.
+        # Compile: one sandwich of the largest arch (its own unconditional program) and members
+        # covering every embed dim, so every gradient program exists before timing.
         largest = sandwich_members(space, jax.random.key(0), n_dev, 0)[:1]
         every_dim = [Member(f"dim{d}", m.arch, d) for d, m in zip(
             space.embed_dims, [_with_dim(space, d, n_dev) for d in space.embed_dims],
