@@ -24,6 +24,7 @@ import numpy as np
 from hwgpt_jax.evaluate import Evaluator
 from hwgpt_jax.model import init_params
 from hwgpt_jax.profile import host_cpu_model
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import Arch, get_space
 
 
@@ -82,4 +83,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

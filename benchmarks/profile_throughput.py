@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from hwgpt_jax.profile import ProfileConfig, host_cpu_model, profile_archs
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 
 
@@ -61,4 +62,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

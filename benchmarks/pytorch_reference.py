@@ -9,6 +9,10 @@ GPT with the same architecture (the weights of our supernet sliced to each arch 
 also slices its weights per arch (`set_sample_config`). Its logits are first checked against
 our `dense_forward`.
 
+Like every benchmark here, it first restarts itself with the allocator settings of
+`hwgpt_jax.runtime`, so both sides run under the same allocator (`HWGPT_SYSTEM_MALLOC=1`:
+glibc's defaults, as when the issues' reference figures were taken).
+
 PyTorch is not a dependency of hwgpt-jax: run this with any Python that has torch and the
 repository on its path; without torch it exits with a message.
 
@@ -29,6 +33,7 @@ import jax
 import numpy as np
 
 from hwgpt_jax.model import ROPE_BASE, ROPE_FRACTION, dense_forward, extract, init_params
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 
 try:
@@ -168,8 +173,10 @@ def main() -> None:
     print(json.dumps({"benchmark": "pytorch_reference", "scale": args.scale, **result,
                       "dtype": "float32", "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "logits_vs_jax_rel_error": error,
-                      "load_avg_1m": round(os.getloadavg()[0], 2)}))
+                      "load_avg_1m": round(os.getloadavg()[0], 2),
+                      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}))
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

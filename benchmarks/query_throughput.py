@@ -28,6 +28,7 @@ import time
 import jax
 
 from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 
 
 def timed(fn, reps: int) -> tuple[float, float]:
@@ -97,4 +98,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -31,6 +31,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
 from hwgpt_jax.pareto import hypervolume, non_dominated_mask, normalize_objectives
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.search import NSGA2, Problem, random_mlp_objective, run_compiled
 from hwgpt_jax.space import get_space
 
@@ -145,4 +146,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -12,6 +12,7 @@ import time
 import jax
 
 from hwgpt_jax.encoding import onehot
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 
 
@@ -46,4 +47,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

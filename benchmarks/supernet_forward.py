@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hwgpt_jax import model
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 
 
@@ -99,4 +100,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from hwgpt_jax.model import init_params
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.search.objectives import supernet_perplexity
 from hwgpt_jax.space import get_space
 
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from hwgpt_jax import data
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 
 
 def _best_of(repeats: int, run) -> float:
@@ -69,4 +70,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -8,7 +8,9 @@ median over steps.
 Usage: python benchmarks/train_throughput.py [--scales tiny s] [--batch 8] [--seq 256]
        [--steps 4]
 Reference (PyTorch HW-GPT-Bench supernet, this machine, 2 threads, fp32, batch 8 x seq 256,
-GPT-S): largest alone 10.6 s per step; sandwich step 20.8 s.
+GPT-S, glibc's default allocator): largest alone 10.6 s per step; sandwich step 20.8 s. The
+script restarts itself with the allocator settings that `hwgpt` uses (`hwgpt_jax.runtime`;
+`HWGPT_SYSTEM_MALLOC=1` keeps glibc's defaults); the row records them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import jax
 
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.train import Member, Trainer, sandwich_members
 
 PYTORCH_S_SANDWICH_SECONDS = 20.8
@@ -67,6 +70,7 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         "sandwich_step_cpu_s": statistics.median(c for _, c in sandwich_runs),
         "cpu_threads": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
     if scale == "s" and (batch, seq) == (8, 256):
         row["speedup_vs_pytorch_sandwich"] = PYTORCH_S_SANDWICH_SECONDS / row["sandwich_step_s"]
@@ -106,4 +110,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

@@ -35,6 +35,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from hwgpt_jax.encoding import encode
 from hwgpt_jax.published import GPUS, load_published
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates import fit_surrogate, load_presets, predict
 from hwgpt_jax.surrogates.fit import QUALITY_METRICS, default_config
@@ -143,4 +144,5 @@ def print_table(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # before any work: the process is replaced
     main()

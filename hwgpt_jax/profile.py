@@ -42,7 +42,9 @@ Table layout (long form, one row per observation; the surrogate fitter reads the
 - `note`: why a value is missing (NaN), or what it measures;
 - metadata on every row: `platform`, `device_kind`, `host_cpu`, `batch`, `seq`, `dtype`,
   `weights`, `warmup`, `reps`, `jax_version`, `jaxlib_version`, `hwgpt_jax_version`,
-  `profiled_at` (UTC); the parquet key-value metadata `hwgpt` holds the configuration as JSON.
+  `glibc_tunables` (the allocator settings the process ran with, see `hwgpt_jax.runtime`;
+  empty where none), `profiled_at` (UTC); the parquet key-value metadata `hwgpt` holds the
+  configuration as JSON.
 
 Restart safety: each arch's rows go to one parquet part in `<out>.parts/`, written to a temp
 file and renamed; a rerun skips archs whose part exists, so a killed run loses at most the arch
@@ -270,7 +272,8 @@ class Profiler:
             "device_kind": str(self.device.device_kind), "host_cpu": host_cpu_model(),
             "batch": config.batch, "seq": config.seq, "dtype": config.dtype,
             "weights": f"random init (seed {config.seed})", "warmup": config.warmup,
-            "reps": config.reps, **versions()}
+            "reps": config.reps, **versions(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
 
     def _compiled(self, dense: Any) -> tuple[Any, float]:
         signature = _shape_signature(dense, self.tokens)

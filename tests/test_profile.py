@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -124,7 +125,8 @@ def test_metadata_on_every_row(profiled):
     table, out, _ = profiled
     expected = {"platform": jax.devices()[0].platform, "batch": 2, "seq": 16,
                 "dtype": "float32", "weights": "random init (seed 0)", "scale": "tiny",
-                "jax_version": jax.__version__, "reps": 3, "warmup": 1}
+                "jax_version": jax.__version__, "reps": 3, "warmup": 1,
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
     for column, value in expected.items():
         assert (table[column] == value).all(), column
     for column in ("device", "device_kind", "host_cpu", "profiled_at", "hwgpt_jax_version"):

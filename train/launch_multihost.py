@@ -23,6 +23,8 @@ import sys
 
 import jax
 
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,4 +46,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_tuned_allocator()  # as `hwgpt` does; before initialize(): the process is replaced
     sys.exit(main())

@@ -2,6 +2,8 @@
 
 Each module in `COMMANDS` exposes `register(subparsers)`, which adds its parser and sets
 `func(args) -> int` as the handler. Errors in user input surface as one line and exit code 2.
+The installed command is `entry`: it first restarts the process with the allocator settings
+of `hwgpt_jax.runtime`, then runs `main`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from hwgpt_jax.runtime import reexec_with_tuned_allocator
 
 COMMANDS = ("space", "train", "evaluate", "profile", "fit", "query", "search", "export", "run",
             "plot")
@@ -38,3 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
         print(f"hwgpt {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def entry() -> None:
+    """The `hwgpt` program: `main` in a process with the tuned allocator (`hwgpt_jax.runtime`)."""
+    reexec_with_tuned_allocator()
+    sys.exit(main())

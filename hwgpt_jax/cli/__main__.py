@@ -1,5 +1,3 @@
-import sys
+from hwgpt_jax.cli import entry
 
-from hwgpt_jax.cli import main
-
-sys.exit(main())
+entry()
