@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -201,8 +202,42 @@ def _blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-2)
 
 
+@jax.custom_jvp
 def _gelu(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU. Its derivative Phi(x) + x phi(x) is formed once, in the forward pass,
+    so the backward pass reads one saved array instead of re-deriving erfc's pieces (autodiff
+    of `jax.nn.gelu` saved four (tokens, hidden) arrays per layer)."""
     return jax.nn.gelu(x, approximate=False)
+
+
+@_gelu.defjvp
+def _gelu_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]
+              ) -> tuple[jax.Array, jax.Array]:
+    (x,), (t,) = primals, tangents
+    cdf = 0.5 * lax.erfc(x * jnp.asarray(-1 / math.sqrt(2), x.dtype))  # Phi(x)
+    pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(1 / math.sqrt(2 * math.pi), x.dtype)  # phi(x)
+    return x * cdf, t * (cdf + x * pdf)
+
+
+# Under differentiation, a conditional branch saves only these padded intermediates and
+# recomputes the rest (see `masked_hidden`).
+_BRANCH_SAVED = ("qkv", "attention", "mlp_pre")
+_branch_remat = partial(
+    jax.checkpoint, policy=jax.checkpoint_policies.save_only_these_names(*_BRANCH_SAVED))
+
+
+def _saved_padded(x: jax.Array, full: int, axis: int, name: str) -> jax.Array:
+    """x, named `name` for `_branch_remat` in a zero-padded copy of size `full` along `axis`.
+
+    A differentiated `lax.switch` merges its branches' residuals by shape; padded to the widest
+    branch, the narrower branches' saved values share its slots instead of each adding slots
+    of their own (zero-filled whenever another branch runs)."""
+    if x.shape[axis] == full:
+        return checkpoint_name(x, name)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, full - x.shape[axis])
+    padded = checkpoint_name(jnp.pad(x, pad), name)
+    return lax.slice_in_dim(padded, 0, x.shape[axis], axis=axis)
 
 
 def _cast(tree: Any, dtype: Any) -> Any:
@@ -239,13 +274,16 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
     the arch is not vmapped: under vmap a conditional becomes a select that computes every
     branch.
 
-    Under differentiation each branch is rematerialized (`jax.checkpoint`): the backward pass
-    recomputes the taken branch's forward instead of reading saved residuals. A differentiated
-    `lax.switch` stores the union of all branches' residuals, zero-filled for the branches not
-    taken, and the layer scan stacks them all: that memory traffic cost more than the
-    recompute (s, batch 8 x 256 on 2 CPU cores, back to back: the largest arch's gradient
-    17-19 -> 14-15 s, the smallest's 4.1-4.7 -> 2.5 s). Without differentiation
-    `jax.checkpoint` changes nothing.
+    Under differentiation each branch saves only its products' outputs, zero-padded to the
+    widest branch (`_saved_padded`: the qkv projection, the attention output and the MLP
+    pre-activation), and recomputes the cheap rest (RoPE, softmax, GELU) in the backward
+    pass. A differentiated `lax.switch` stores the union of all branches' residuals, merged
+    only where shapes agree and zero-filled for the branches not taken, and the layer scan
+    stacks them all: with each branch's own residuals that traffic cost more than
+    recomputing the whole branch (s, batch 8 x 256 on 2 CPU cores, back to back: the smallest
+    arch's gradient 4.1-4.7 -> 2.5 s), and recomputing the whole branch costs its products
+    again (a width-768 random arch: 10.0 -> 9.1 s with the padded saves). Without
+    differentiation none of this changes anything.
     """
     _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
     hidden_max = params["blocks"]["fc_kernel"].shape[-1]
@@ -265,13 +303,17 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
         """Attention over the first n heads (static), masked to the layer's heads."""
         qkv = (jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"][..., :n, :])
                + use_bias * p["qkv_bias"][:, :n])
+        qkv = _saved_padded(qkv, heads_max, 3, "qkv")
         out_kernel = p["attn_out_kernel"][:n] * heads[:n, None, None]
-        return (jnp.einsum("bthc,hcd->btd", _causal_attention(qkv, cos, sin), out_kernel)
+        att = _saved_padded(_causal_attention(qkv, cos, sin), heads_max, 2, "attention")
+        return (jnp.einsum("bthc,hcd->btd", att, out_kernel)
                 + use_bias * p["attn_out_bias"])
 
     def mlp(p: Params, h: jax.Array, hidden: jax.Array, n: int) -> jax.Array:
         """MLP over the first n hidden units (static), masked to the layer's width."""
-        h = _gelu(h @ p["fc_kernel"][:, :n] + use_bias * p["fc_bias"][:n]) * hidden[:n]
+        pre = _saved_padded(h @ p["fc_kernel"][:, :n] + use_bias * p["fc_bias"][:n],
+                            hidden_max, 2, "mlp_pre")
+        h = _gelu(pre) * hidden[:n]
         return h @ p["proj_kernel"][:n] + use_bias * p["proj_bias"]
 
     # Branch widths: one per head count / MLP ratio of the space, at this params' width.
@@ -288,10 +330,10 @@ def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSp
             hidden_branch = jnp.sum(jnp.asarray(hidden_widths)
                                     < hidden.sum().astype(jnp.int32))
             attn = lax.switch(jnp.minimum(head_branch, len(head_widths) - 1),
-                              [jax.checkpoint(partial(attention, n=n)) for n in head_widths],
+                              [_branch_remat(partial(attention, n=n)) for n in head_widths],
                               p, h_attn, heads)
             out = lax.switch(jnp.minimum(hidden_branch, len(hidden_widths) - 1),
-                             [jax.checkpoint(partial(mlp, n=n)) for n in hidden_widths],
+                             [_branch_remat(partial(mlp, n=n)) for n in hidden_widths],
                              p, h_mlp, hidden)
         else:
             attn = attention(p, h_attn, heads, heads_max)

@@ -195,6 +195,18 @@ def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_b
         assert max_diff(a, b) <= 1e-4 * (1.0 + float(np.max(np.abs(a))))
 
 
+def test_gelu_value_and_derivative_equal_the_erf_formula():
+    """The custom-JVP GELU against float64 x Phi(x) and its derivative Phi(x) + x phi(x),
+    from deep in the negative tail to large positive inputs."""
+    x = np.linspace(-12.0, 12.0, 2001)
+    cdf = 0.5 * (1.0 + erf(x / np.sqrt(2.0)))
+    pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+    xs = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(np.asarray(model._gelu(xs)), x * cdf, rtol=1e-5, atol=1e-6)
+    slope = jax.vmap(jax.grad(model._gelu))(xs)
+    np.testing.assert_allclose(np.asarray(slope), cdf + x * pdf, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("per_head", [False, True])
 def test_blocked_causal_attention_equals_full_softmax(per_head, monkeypatch):
     """The query-blocked attention (3 blocks, the last one partial), batched over heads or one
