@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -54,7 +55,7 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         trainer.close()
     device = jax.devices()[0]
     tokens = batch * seq
-    largest_times, sandwich_times = [w for w, _ in largest_runs], [w for w, _ in sandwich_runs]
+    largest_times, sandwich_times = [w for w, *_ in largest_runs], [w for w, *_ in sandwich_runs]
     row = {
         "benchmark": "train_throughput", "scale": scale, "batch": batch, "seq": seq,
         "dtype": "float32", "devices": n_dev, "device": device.device_kind,
@@ -66,8 +67,10 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         "sandwich_step_s_all": sandwich_times,
         "tokens_per_s_sandwich": tokens / statistics.median(sandwich_times),
         "tokens_per_s_largest": tokens / statistics.median(largest_times),
-        "largest_step_cpu_s": statistics.median(c for _, c in largest_runs),
-        "sandwich_step_cpu_s": statistics.median(c for _, c in sandwich_runs),
+        "largest_step_cpu_s": statistics.median(c for _, c, _ in largest_runs),
+        "sandwich_step_cpu_s": statistics.median(c for _, c, _ in sandwich_runs),
+        "sandwich_step_cpu_s_all": [round(c, 2) for _, c, _ in sandwich_runs],
+        "sandwich_step_minor_page_faults": statistics.median(f for *_, f in sandwich_runs),
         "cpu_threads": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
@@ -90,12 +93,17 @@ def _with_dim(space, dim, n_dev):
     return Member(str(dim), jax.tree.map(lambda x: x[None].repeat(n_dev, 0), arch), dim)
 
 
-def _timed(trainer: Trainer, members) -> tuple[float, float]:
+def _timed(trainer: Trainer, members) -> tuple[float, float, int]:
     """Wall and process-CPU seconds of one step (CPU time is the steadier figure on a shared
-    machine: other processes inflate wall time, not this process's CPU time)."""
-    start, cpu = time.perf_counter(), time.process_time()
+    machine: other processes inflate wall time, not this process's CPU time) and the minor
+    page faults it took (see `hwgpt_jax.runtime`)."""
+    start, cpu, faults = time.perf_counter(), time.process_time(), _minor_faults()
     trainer.step(members)  # blocks: reads the losses
-    return time.perf_counter() - start, time.process_time() - cpu
+    return time.perf_counter() - start, time.process_time() - cpu, _minor_faults() - faults
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def main() -> None:
