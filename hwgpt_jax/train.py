@@ -269,10 +269,12 @@ def replicate(tree: Any, devices: list[Any]) -> Any:
 class Member:
     """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim.
 
-    `conditional=False` trains it with the plain masked program, with no conditionals: right
-    for the largest arch, where nothing is inactive, so skipping saves nothing and the
-    conditionals' rematerialization (see `model.masked_hidden`) only costs (s, batch 8 x 256:
-    the largest arch's gradient takes about 11.5 s this way, 13 s with conditionals).
+    `conditional=False` trains it with the plain masked program, with no conditionals: meant
+    for the largest arch, where nothing is inactive, so skipping saves nothing. It paid off
+    while the conditional branches recomputed their whole forward (s, batch 8 x 256: about
+    11.5 s this way, 13 s with conditionals); since they save their padded product outputs
+    (see `model.masked_hidden`) both take the same time within noise (12.39 vs 12.45 s,
+    interleaved in one process), so this extra program is a candidate for removal.
     """
 
     name: str

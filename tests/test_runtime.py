@@ -14,7 +14,7 @@ GLIBC_LINUX = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # Touches a 64 MB block, frees it, touches another; prints the GLIBC_TUNABLES it ran with and
 # the minor page faults of the second block.
 CHILD = """
-import os, resource, sys
+import os, resource
 from hwgpt_jax.runtime import reexec_with_tuned_allocator
 reexec_with_tuned_allocator()
 import numpy as np
