@@ -1,13 +1,19 @@
-"""The PyTorch peer of `evaluate_throughput.py` and `train_throughput.py`, on this machine now.
+"""The PyTorch peers of `evaluate_throughput.py` and `train_throughput.py`, on this machine now.
 
 The issues compare against PyTorch figures measured once on this machine (HW-GPT-Bench's
 supernet, 2 threads, float32); the machine's speed drifts by tens of percent between sessions,
-so this script re-measures a PyTorch peer in the same session as ours. It is a *dense* PyTorch
-GPT with the same architecture (the weights of our supernet sliced to each arch by
-`model.extract`: RoPE on half the head dims, parallel residual, exact GELU, tied head, causal
-`scaled_dot_product_attention`), so its time is a lower bound for a PyTorch supernet, which
-also slices its weights per arch (`set_sample_config`). Its logits are first checked against
-our `dense_forward`.
+so this script re-measures PyTorch peers in the same session as ours:
+
+- default (evaluation) and `--train` (the largest arch's forward + backward): a *dense*
+  PyTorch GPT with the same architecture (the weights of our supernet sliced to each arch by
+  `model.extract`: RoPE on half the head dims, parallel residual, exact GELU, tied head, causal
+  `scaled_dot_product_attention`), a lower bound for a PyTorch supernet's time. Its logits are
+  first checked against our `dense_forward`.
+- `--sandwich` / `--sandwich-from OURS.jsonl`: sandwich steps of a PyTorch *supernet*
+  (`Supernet`: full-size parameters used through leading-slice views, gradients accumulated
+  into them, global-norm clipping and AdamW), the way HW-GPT-Bench trains its own, on the
+  archs our `train_throughput.py` drew and recorded (or, without a file, on `Trainer`'s draws).
+  Its logits are first checked against our masked supernet.
 
 Like every benchmark here, it first restarts itself with the allocator settings of
 `hwgpt_jax.runtime`, so both sides run under the same allocator (`HWGPT_SYSTEM_MALLOC=1`:
@@ -18,6 +24,8 @@ repository on its path; without torch it exits with a message.
 
     PYTHONPATH=. /path/to/python-with-torch benchmarks/pytorch_reference.py --scale s --n 50
     PYTHONPATH=. /path/to/python-with-torch benchmarks/pytorch_reference.py --train
+    .venv/bin/python benchmarks/train_throughput.py --scales s > ours.jsonl
+    PYTHONPATH=. /path/to/torch-python benchmarks/pytorch_reference.py --sandwich-from ours.jsonl
 """
 
 from __future__ import annotations
@@ -32,7 +40,14 @@ import time
 import jax
 import numpy as np
 
-from hwgpt_jax.model import ROPE_BASE, ROPE_FRACTION, dense_forward, extract, init_params
+from hwgpt_jax.model import (
+    ROPE_BASE,
+    ROPE_FRACTION,
+    dense_forward,
+    extract,
+    init_params,
+    masked_forward,
+)
 from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
 
@@ -136,7 +151,7 @@ def train(args, space, params) -> dict:
     p = jax.tree.map(lambda t: t.requires_grad_(), to_torch(extract(params, space.largest(),
                                                                     space)))
     times = []
-    for _ in range(args.steps + 1):
+    for _ in range((args.steps or 2) + 1):
         start = time.perf_counter()
         logits = forward(p, tokens, cos, sin)
         loss = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
@@ -149,17 +164,166 @@ def train(args, space, params) -> dict:
             "timed": "forward + backward of the largest arch (no optimizer update)"}
 
 
+class Supernet:
+    """A weight-sharing GPT supernet in PyTorch, trained the way HW-GPT-Bench trains its own:
+    full-size parameters in `nn.Linear`'s (out, in) layout, one set per layer, and every
+    sub-network computing with leading-slice views of them (`F.linear(x, W[:out, :in],
+    b[:out])`, LayerNorm on `w[:d]`, the tied head on `wte[:, :d]`), so autograd accumulates
+    each member's gradient into the full tensors. Rows of the qkv projection are head-major,
+    (head, q/k/v, dim), so the first n heads are a leading slice. Same weights and function as
+    our supernet (checked against `train.lm_loss`)."""
+
+    def __init__(self, params, space) -> None:
+        def tensor(array) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array, np.float32)).requires_grad_()
+
+        b = params["blocks"]
+        _, dim, _, heads, size = b["qkv_kernel"].shape
+        self.head_size, self.space = size, space
+        self.wte = tensor(params["token_embedding"])
+        self.ln_f = (tensor(params["ln_f_scale"]), tensor(params["ln_f_bias"]))
+        self.layers = [{
+            "ln1": (tensor(b["ln1_scale"][i]), tensor(b["ln1_bias"][i])),
+            "ln2": (tensor(b["ln2_scale"][i]), tensor(b["ln2_bias"][i])),
+            "qkv_w": tensor(np.transpose(b["qkv_kernel"][i], (2, 1, 3, 0)).reshape(-1, dim)),
+            "qkv_b": tensor(np.transpose(b["qkv_bias"][i], (1, 0, 2)).reshape(-1)),
+            "out_w": tensor(b["attn_out_kernel"][i].reshape(heads * size, dim).T),
+            "out_b": tensor(b["attn_out_bias"][i]),
+            "fc_w": tensor(b["fc_kernel"][i].T), "fc_b": tensor(b["fc_bias"][i]),
+            "proj_w": tensor(b["proj_kernel"][i].T), "proj_b": tensor(b["proj_bias"][i]),
+        } for i in range(b["qkv_kernel"].shape[0])]
+
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups: decay on kernels and the embedding, none on biases and norms."""
+        decay = [self.wte] + [p[k] for p in self.layers for k in ("qkv_w", "out_w", "fc_w",
+                                                                    "proj_w")]
+        rest = [*self.ln_f] + [t for p in self.layers for k in ("ln1", "ln2") for t in p[k]]
+        rest += [p[k] for p in self.layers for k in ("qkv_b", "out_b", "fc_b", "proj_b")]
+        return [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
+
+    def loss(self, arch, tokens, targets, cos, sin) -> torch.Tensor:
+        """Mean next-token cross-entropy of one sub-network (`arch` of batch shape ())."""
+        logits = self.logits(arch, tokens, cos, sin)
+        return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                        targets.reshape(-1))
+
+    def logits(self, arch, tokens, cos, sin) -> torch.Tensor:
+        """Logits (B, T, V_pad) of one sub-network (`arch` of batch shape ())."""
+        dim, size, bias = int(arch.embed_dim), self.head_size, bool(arch.bias)
+        batch, seq = tokens.shape
+
+        def linear(x, weight, bias_vector, n_out, n_in):
+            return functional.linear(x, weight[:n_out, :n_in],
+                                     bias_vector[:n_out] if bias else None)
+
+        x = functional.embedding(tokens, self.wte[:, :dim])
+        for layer in range(int(arch.n_layer)):
+            p, heads = self.layers[layer], int(arch.n_head[layer])
+            hidden = int(arch.mlp_ratio[layer]) * dim
+            h = layer_norm(x, p["ln1"][0][:dim], p["ln1"][1][:dim])
+            qkv = linear(h, p["qkv_w"], p["qkv_b"], heads * 3 * size, dim)
+            q, k, v = qkv.view(batch, seq, heads, 3, size).permute(3, 0, 2, 1, 4)
+            out = functional.scaled_dot_product_attention(rope(q, cos, sin), rope(k, cos, sin),
+                                                          v, is_causal=True)
+            out = out.transpose(1, 2).reshape(batch, seq, heads * size)
+            h2 = layer_norm(x, p["ln2"][0][:dim], p["ln2"][1][:dim])
+            mlp = functional.gelu(linear(h2, p["fc_w"], p["fc_b"], hidden, dim))
+            x = (x + linear(out, p["out_w"], p["out_b"], dim, heads * size)
+                 + linear(mlp, p["proj_w"], p["proj_b"], dim, hidden))
+        x = layer_norm(x, self.ln_f[0][:dim], self.ln_f[1][:dim])
+        return functional.linear(x, self.wte[:, :dim])
+
+
+def sandwich_draws(args, space) -> list[dict[str, str]]:
+    """Per step, member name -> arch id: from a `train_throughput.py` output (`--sandwich-from`,
+    the row of this scale), else drawn as `Trainer` draws them (its key, from step 0)."""
+    if args.sandwich_from:
+        with open(args.sandwich_from) as lines:
+            rows = [json.loads(line) for line in lines if line.startswith("{")]
+        rows = [r for r in rows if r.get("benchmark") == "train_throughput"
+                and r.get("scale") == space.scale and "sandwich_steps" in r]
+        if not rows:
+            sys.exit(f"{args.sandwich_from} holds no train_throughput row of scale "
+                     f"{space.scale!r} with sandwich_steps")
+        return [step["archs"] for step in rows[-1]["sandwich_steps"]][:args.steps]
+    from hwgpt_jax.train import sandwich_members  # imports orbax: only here
+
+    key = jax.random.split(jax.random.key(args.seed))[1]  # `Trainer`'s arch key
+    return [{m.name: space.arch_ids(m.arch[0])[0]
+             for m in sandwich_members(space, jax.random.fold_in(key, step), 1, 2)}
+            for step in range(args.steps or 8)]
+
+
+def check_supernet(net, params, space, arch, tokens) -> float:
+    """Largest logit difference to our masked supernet, relative to the logits' scale."""
+    want = np.asarray(jax.jit(masked_forward, static_argnums=3)(params, tokens, arch, space))
+    cos, sin = rope_tables(tokens.shape[1], space.head_size)
+    with torch.no_grad():
+        got = net.logits(arch, torch.from_numpy(tokens).long(), cos, sin).numpy()
+    return float(np.max(np.abs(got - want)) / (1.0 + np.max(np.abs(want))))
+
+
+def sandwich(args, space, params) -> dict:
+    """Sandwich steps of the PyTorch supernet on the same archs as ours: each member's forward
+    and backward (gradients accumulate into the full tensors), then global-norm clipping at 1.0
+    and one AdamW step, as `Trainer.step` does."""
+    net = Supernet(params, space)
+    rng = np.random.default_rng(args.seed)
+    window = rng.integers(0, space.vocab_size, (args.batch, args.seq + 1), dtype=np.int32)
+    error = max(check_supernet(net, params, space, arch, window[:2, :64])
+                for arch in (space.mid(), space.smallest()))
+    if not math.isfinite(error) or error > 1e-4:
+        sys.exit(f"the PyTorch supernet's logits differ from masked_forward's by {error:.3g} "
+                 "(relative); expected <= 1e-4")
+    tokens = torch.from_numpy(window[:, :-1]).long()
+    targets = torch.from_numpy(window[:, 1:]).long()
+    cos, sin = rope_tables(args.seq, space.head_size)
+    groups = net.parameter_groups()
+    optimizer = torch.optim.AdamW(groups, lr=3e-4, betas=(0.9, 0.95))
+    every = [t for g in groups for t in g["params"]]
+    draws = sandwich_draws(args, space)
+    steps = []
+    for i, draw in enumerate([draws[0]] + draws):  # the first, repeated, warms up
+        seconds, start = {}, time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        for name, arch_id in draw.items():
+            member = time.perf_counter()
+            net.loss(space.from_ids([arch_id])[0], tokens, targets, cos, sin).backward()
+            seconds[name] = round(time.perf_counter() - member, 2)
+        update = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(every, 1.0)
+        optimizer.step()
+        seconds["update"] = round(time.perf_counter() - update, 2)
+        if i:
+            steps.append({"step_s": round(time.perf_counter() - start, 2), "archs": draw,
+                          "seconds": seconds})
+    times = [s["step_s"] for s in steps]
+    return {"mode": "sandwich", "batch": args.batch, "seq": args.seq,
+            "archs_from": args.sandwich_from or "Trainer's draws",
+            "sandwich_step_s": round(float(np.median(times)), 2), "sandwich_step_s_all": times,
+            "sandwich_steps": steps, "supernet_logits_vs_jax_rel_error": error,
+            "timed": "HW-GPT-Bench-style supernet (sliced views of full parameters): "
+                     "members' forward + backward, clipping and AdamW"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="s")
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seq", type=int, default=None, help="default 1024 (256 with --train)")
     parser.add_argument("--batch", type=int, default=8, help="--train only")
-    parser.add_argument("--steps", type=int, default=2, help="--train only")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps (--train: default 2; --sandwich: default 8, or every "
+                             "step of --sandwich-from)")
     parser.add_argument("--train", action="store_true")
+    parser.add_argument("--sandwich", action="store_true",
+                        help="sandwich steps of a PyTorch supernet on the same archs as ours")
+    parser.add_argument("--sandwich-from", default=None,
+                        help="a train_throughput.py output whose archs to replay")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    args.train = args.train or args.sandwich or bool(args.sandwich_from)
     args.seq = args.seq or (256 if args.train else 1024)
     torch.set_num_threads(args.threads)
     space = get_space(args.scale)
@@ -169,7 +333,10 @@ def main() -> None:
     if not math.isfinite(error) or error > 1e-4:
         sys.exit(f"the PyTorch peer's logits differ from dense_forward's by {error:.3g} "
                  "(relative); expected <= 1e-4")
-    result = train(args, space, params) if args.train else evaluate(args, space, params)
+    if args.sandwich or args.sandwich_from:
+        result = sandwich(args, space, params)
+    else:
+        result = train(args, space, params) if args.train else evaluate(args, space, params)
     print(json.dumps({"benchmark": "pytorch_reference", "scale": args.scale, **result,
                       "dtype": "float32", "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "logits_vs_jax_rel_error": error,

@@ -6,7 +6,7 @@ full sandwich steps (largest + smallest + K random, gradients accumulated, one A
 median over steps.
 
 Usage: python benchmarks/train_throughput.py [--scales tiny s] [--batch 8] [--seq 256]
-       [--steps 4]
+       [--steps 8]
 Reference (PyTorch HW-GPT-Bench supernet, this machine, 2 threads, fp32, batch 8 x seq 256,
 GPT-S, glibc's default allocator): largest alone 10.6 s per step; sandwich step 20.8 s. The
 script restarts itself with the allocator settings that `hwgpt` uses (`hwgpt_jax.runtime`;
@@ -50,8 +50,17 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         start = time.perf_counter()
         trainer.step(largest + every_dim)
         compile_seconds = time.perf_counter() - start
-        largest_runs = [_timed(trainer, largest) for _ in range(max(2, steps // 2))]
-        sandwich_runs = [_timed(trainer, None) for _ in range(steps)]
+        largest_runs = [_timed(trainer, largest)[:3] for _ in range(max(2, steps // 2))]
+        sandwich_runs, draws = [], []
+        for _ in range(steps):
+            # The members `Trainer.step` would draw itself, made explicit to record them.
+            members = sandwich_members(space, jax.random.fold_in(trainer.key, trainer.step_count),
+                                       n_dev, cfg.train.num_random_archs)
+            *run, metrics = _timed(trainer, members)
+            sandwich_runs.append(run)
+            draws.append({"archs": {m.name: space.arch_ids(m.arch[0])[0] for m in members},
+                          "seconds": {k.removeprefix("seconds/"): round(v, 2) for k, v in
+                                      metrics.items() if k.startswith("seconds/")}})
         trainer.close()
     device = jax.devices()[0]
     tokens = batch * seq
@@ -71,6 +80,10 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         "sandwich_step_cpu_s": statistics.median(c for _, c, _ in sandwich_runs),
         "sandwich_step_cpu_s_all": [round(c, 2) for _, c, _ in sandwich_runs],
         "sandwich_step_minor_page_faults": statistics.median(f for *_, f in sandwich_runs),
+        # Per step: each member's arch (device 0) and seconds, and the update's seconds. The
+        # random draws weigh on the step time (a width-768 member costs several narrow ones);
+        # `pytorch_reference.py --sandwich-from` replays exactly these archs.
+        "sandwich_steps": draws,
         "cpu_threads": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
@@ -93,13 +106,14 @@ def _with_dim(space, dim, n_dev):
     return Member(str(dim), jax.tree.map(lambda x: x[None].repeat(n_dev, 0), arch), dim)
 
 
-def _timed(trainer: Trainer, members) -> tuple[float, float, int]:
+def _timed(trainer: Trainer, members) -> tuple[float, float, int, dict]:
     """Wall and process-CPU seconds of one step (CPU time is the steadier figure on a shared
-    machine: other processes inflate wall time, not this process's CPU time) and the minor
-    page faults it took (see `hwgpt_jax.runtime`)."""
+    machine: other processes inflate wall time, not this process's CPU time), the minor
+    page faults it took (see `hwgpt_jax.runtime`) and the step's metrics."""
     start, cpu, faults = time.perf_counter(), time.process_time(), _minor_faults()
-    trainer.step(members)  # blocks: reads the losses
-    return time.perf_counter() - start, time.process_time() - cpu, _minor_faults() - faults
+    metrics = trainer.step(members)  # blocks: reads the losses
+    return (time.perf_counter() - start, time.process_time() - cpu, _minor_faults() - faults,
+            metrics)
 
 
 def _minor_faults() -> int:
@@ -111,7 +125,7 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["tiny", "s"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     for scale in args.scales:
         print(json.dumps(measure(scale, args.batch, args.seq, args.steps)), flush=True)

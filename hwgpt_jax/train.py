@@ -369,7 +369,12 @@ class Trainer:
         return self._grad_fns[key]
 
     def step(self, members: list[Member] | None = None) -> dict[str, Any]:
-        """One sandwich step on the next batch; `members` overrides the sampled sandwich."""
+        """One sandwich step on the next batch; `members` overrides the sampled sandwich.
+
+        Returns its metrics: the mean and per-member losses (`loss/<member>`), the wall seconds
+        of each member's gradient and of the update (`seconds/<member>`, `seconds/update`: the
+        random members' widths weigh on the step time), the gradient norm, the learning rate
+        and the tokens seen so far."""
         cfg, n_dev = self.cfg.train, len(self.devices)
         batch = next(self.iterator)  # (batch, seq + 1) for this process
         windows = batch.reshape(n_dev, cfg.grad_accum, -1, batch.shape[-1])
@@ -378,25 +383,31 @@ class Trainer:
                                        n_dev, cfg.num_random_archs)
         # The largest divisor-compatible chunking of one micro-batch's tokens.
         head_chunks = math.gcd(cfg.head_chunks, windows.shape[2] * (windows.shape[3] - 1))
-        acc, losses = None, {}
+        acc, losses, seconds = None, {}, {}
         for member in members:
+            start = time.perf_counter()
             acc, loss = self._grad_fn(member)(
                 self.params, acc, windows, member.arch, self.space, member.embed_dim,
                 self.compute_dtype, head_chunks, member.conditional)
             # Reading the loss blocks on the step: CPU collectives deadlock when many pmapped
             # programs are in flight at once (DESIGN.md).
             losses[member.name] = float(loss[0])
+            seconds[member.name] = time.perf_counter() - start
         if not all(math.isfinite(v) for v in losses.values()):
             self.manager.wait_until_finished()
             raise TrainingDivergedError(
                 f"non-finite loss {losses} at step {self.step_count + 1}; stopped, the last "
                 f"good checkpoint (step {self.manager.latest_step()}) is intact")
+        start = time.perf_counter()
         self.params, self.opt_state, grad_norm = self._update(
             self.params, self.opt_state, acc, self.tx)
+        grad_norm = float(grad_norm[0])
+        seconds["update"] = time.perf_counter() - start
         self.step_count += 1
         metrics = {"step": self.step_count, "loss": float(np.mean(list(losses.values()))),
                    **{f"loss/{k}": v for k, v in losses.items()},
-                   "grad_norm": float(grad_norm[0]),
+                   **{f"seconds/{k}": v for k, v in seconds.items()},
+                   "grad_norm": grad_norm,
                    "lr": float(self.schedule(self.step_count - 1)),
                    "tokens": self.step_count * cfg.batch_size * cfg.seq_len}
         return metrics

@@ -185,6 +185,13 @@ def test_loss_decreases_and_validation_orders(reference_run):
     trainer, out = reference_run
     log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["loss/largest"] < log[0]["loss/largest"]
+    # Each member's gradient and the update are timed; together they make up the step.
+    for row in log:
+        parts = {k: v for k, v in row.items() if k.startswith("seconds/")}
+        assert set(parts) == {"seconds/largest", "seconds/smallest", "seconds/random0",
+                              "seconds/update"}
+        assert all(v > 0 for v in parts.values())
+        assert sum(parts.values()) <= row["step_seconds"]
     val = trainer.validate()
     assert set(val) == {"val_ppl/smallest", "val_ppl/mid", "val_ppl/largest"}
     assert all(np.isfinite(v) and v > 1 for v in val.values())
