@@ -171,15 +171,15 @@ class Supernet:
     b[:out])`, LayerNorm on `w[:d]`, the tied head on `wte[:, :d]`), so autograd accumulates
     each member's gradient into the full tensors. Rows of the qkv projection are head-major,
     (head, q/k/v, dim), so the first n heads are a leading slice. Same weights and function as
-    our supernet (checked against `train.lm_loss`)."""
+    our supernet (`check_supernet`)."""
 
-    def __init__(self, params, space) -> None:
+    def __init__(self, params) -> None:
         def tensor(array) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array, np.float32)).requires_grad_()
 
         b = params["blocks"]
         _, dim, _, heads, size = b["qkv_kernel"].shape
-        self.head_size, self.space = size, space
+        self.head_size = size
         self.wte = tensor(params["token_embedding"])
         self.ln_f = (tensor(params["ln_f_scale"]), tensor(params["ln_f_bias"]))
         self.layers = [{
@@ -238,6 +238,9 @@ def sandwich_draws(args, space) -> list[dict[str, str]]:
     """Per step, member name -> arch id: from a `train_throughput.py` output (`--sandwich-from`,
     the row of this scale), else drawn as `Trainer` draws them (its key, from step 0)."""
     if args.sandwich_from:
+        if not os.path.isfile(args.sandwich_from):
+            sys.exit(f"--sandwich-from {args.sandwich_from}: no such file; expected the JSON "
+                     "lines printed by train_throughput.py")
         with open(args.sandwich_from) as lines:
             rows = [json.loads(line) for line in lines if line.startswith("{")]
         rows = [r for r in rows if r.get("benchmark") == "train_throughput"
@@ -267,7 +270,7 @@ def sandwich(args, space, params) -> dict:
     """Sandwich steps of the PyTorch supernet on the same archs as ours: each member's forward
     and backward (gradients accumulate into the full tensors), then global-norm clipping at 1.0
     and one AdamW step, as `Trainer.step` does."""
-    net = Supernet(params, space)
+    net = Supernet(params)
     rng = np.random.default_rng(args.seed)
     window = rng.integers(0, space.vocab_size, (args.batch, args.seq + 1), dtype=np.int32)
     error = max(check_supernet(net, params, space, arch, window[:2, :64])
@@ -323,8 +326,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    args.train = args.train or args.sandwich or bool(args.sandwich_from)
-    args.seq = args.seq or (256 if args.train else 1024)
+    args.sandwich = args.sandwich or bool(args.sandwich_from)
+    args.seq = args.seq or (256 if args.train or args.sandwich else 1024)
     torch.set_num_threads(args.threads)
     space = get_space(args.scale)
     params = jax.device_get(init_params(jax.random.key(args.seed), space))
@@ -333,7 +336,7 @@ def main() -> None:
     if not math.isfinite(error) or error > 1e-4:
         sys.exit(f"the PyTorch peer's logits differ from dense_forward's by {error:.3g} "
                  "(relative); expected <= 1e-4")
-    if args.sandwich or args.sandwich_from:
+    if args.sandwich:
         result = sandwich(args, space, params)
     else:
         result = train(args, space, params) if args.train else evaluate(args, space, params)
