@@ -249,9 +249,9 @@ def sandwich_draws(args, space) -> list[dict[str, str]]:
             sys.exit(f"{args.sandwich_from} holds no train_throughput row of scale "
                      f"{space.scale!r} with sandwich_steps")
         return [step["archs"] for step in rows[-1]["sandwich_steps"]][:args.steps]
-    from hwgpt_jax.train import sandwich_members  # imports orbax: only here
+    from hwgpt_jax.train import sandwich_members, training_keys  # imports orbax: only here
 
-    key = jax.random.split(jax.random.key(args.seed))[1]  # `Trainer`'s arch key
+    key = training_keys(args.seed)[1]
     return [{m.name: space.arch_ids(m.arch[0])[0]
              for m in sandwich_members(space, jax.random.fold_in(key, step), 1, 2)}
             for step in range(args.steps or 8)]

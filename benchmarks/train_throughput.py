@@ -53,9 +53,7 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         largest_runs = [_timed(trainer, largest)[:3] for _ in range(max(2, steps // 2))]
         sandwich_runs, draws = [], []
         for _ in range(steps):
-            # The members `Trainer.step` would draw itself, made explicit to record them.
-            members = sandwich_members(space, jax.random.fold_in(trainer.key, trainer.step_count),
-                                       n_dev, cfg.train.num_random_archs)
+            members = trainer.draw_members()  # what `step()` would draw; recorded below
             *run, metrics = _timed(trainer, members)
             sandwich_runs.append(run)
             draws.append({"archs": {m.name: space.arch_ids(m.arch[0])[0] for m in members},

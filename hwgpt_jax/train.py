@@ -305,6 +305,13 @@ def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
     return members
 
 
+def training_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """The parameter-init key and the arch key (folded with the step number for each
+    step's sandwich) of a run with this seed."""
+    init_key, arch_key = jax.random.split(jax.random.key(seed))
+    return init_key, arch_key
+
+
 # ---------------------------------------------------------------------------- the trainer
 class Trainer:
     """Owns the replicated state, the compiled step functions, the data stream and checkpoints.
@@ -346,7 +353,7 @@ class Trainer:
         self.iterator = data_lib.train_iterator(
             self.shards, cfg.train.batch_size, cfg.train.seq_len, seed=cfg.train.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
-        init_key, self.key = jax.random.split(jax.random.key(cfg.train.seed))
+        init_key, self.key = training_keys(cfg.train.seed)
         self._grad_fns: dict[tuple[int, bool], Callable] = {}
         self._update = jax.pmap(_apply_update, AXIS, static_broadcasted_argnums=(3,),
                                 donate_argnums=(0, 1), devices=self.devices)
@@ -360,6 +367,12 @@ class Trainer:
         self.params, self.opt_state = replicate(state, self.devices)
 
     # -- one step
+    def draw_members(self) -> list[Member]:
+        """The sandwich the next `step()` trains when given no members: drawn from the arch key
+        folded with the step count, so a resumed run draws the same archs."""
+        return sandwich_members(self.space, jax.random.fold_in(self.key, self.step_count),
+                                len(self.devices), self.cfg.train.num_random_archs)
+
     def _grad_fn(self, member: Member) -> Callable:
         key = (member.embed_dim, member.conditional)
         if key not in self._grad_fns:
@@ -379,8 +392,7 @@ class Trainer:
         batch = next(self.iterator)  # (batch, seq + 1) for this process
         windows = batch.reshape(n_dev, cfg.grad_accum, -1, batch.shape[-1])
         if members is None:
-            members = sandwich_members(self.space, jax.random.fold_in(self.key, self.step_count),
-                                       n_dev, cfg.num_random_archs)
+            members = self.draw_members()
         # The largest divisor-compatible chunking of one micro-batch's tokens.
         head_chunks = math.gcd(cfg.head_chunks, windows.shape[2] * (windows.shape[3] - 1))
         acc, losses, seconds = None, {}, {}
