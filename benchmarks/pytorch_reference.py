@@ -40,6 +40,7 @@ import time
 import jax
 import numpy as np
 
+from hwgpt_jax.costs import training_flops
 from hwgpt_jax.model import (
     ROPE_BASE,
     ROPE_FRACTION,
@@ -298,8 +299,11 @@ def sandwich(args, space, params) -> dict:
         optimizer.step()
         seconds["update"] = round(time.perf_counter() - update, 2)
         if i:
-            steps.append({"step_s": round(time.perf_counter() - start, 2), "archs": draw,
-                          "seconds": seconds})
+            step_s = time.perf_counter() - start
+            flops = sum(float(training_flops(space.from_ids([arch_id])[0], space, args.batch,
+                                             args.seq)) for arch_id in draw.values())
+            steps.append({"step_s": round(step_s, 2), "archs": draw, "seconds": seconds,
+                          "matmul_gflops_per_s": round(flops / step_s / 1e9, 1)})
     times = [s["step_s"] for s in steps]
     return {"mode": "sandwich", "batch": args.batch, "seq": args.seq,
             "archs_from": args.sandwich_from or "Trainer's draws",

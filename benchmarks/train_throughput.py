@@ -26,6 +26,7 @@ import time
 import jax
 
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.costs import training_flops
 from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.train import Member, Trainer, sandwich_members
 
@@ -60,6 +61,11 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
                           "seconds": {k.removeprefix("seconds/"): round(v, 2) for k, v in
                                       metrics.items() if k.startswith("seconds/")}})
         trainer.close()
+    if n_dev == 1:  # one device: the recorded archs are the whole step's work
+        for draw in draws:
+            draw["matmul_gflops_per_s"] = round(
+                step_matmul_flops(space, draw["archs"], batch, seq)
+                / sum(draw["seconds"].values()) / 1e9, 1)
     device = jax.devices()[0]
     tokens = batch * seq
     largest_times, sandwich_times = [w for w, *_ in largest_runs], [w for w, *_ in sandwich_runs]
@@ -81,6 +87,8 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         # Per step: each member's arch (device 0) and seconds, and the update's seconds. The
         # random draws weigh on the step time (a width-768 member costs several narrow ones);
         # `pytorch_reference.py --sandwich-from` replays exactly these archs.
+        # `matmul_gflops_per_s`: the step's matrix-product FLOPs over its seconds, to set
+        # beside `gemm_rates.py`'s rates of the products alone.
         "sandwich_steps": draws,
         "cpu_threads": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -95,6 +103,12 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
         row["speedup_vs_pytorch_sandwich_cpu_time_estimate"] = (
             PYTORCH_S_SANDWICH_SECONDS / (row["sandwich_step_cpu_s"] / threads))
     return row
+
+
+def step_matmul_flops(space, archs: dict[str, str], batch: int, seq: int) -> float:
+    """Matrix-product FLOPs of the members' forward + backward passes, members by arch id."""
+    return sum(float(training_flops(space.from_ids([arch_id])[0], space, batch, seq))
+               for arch_id in archs.values())
 
 
 def _with_dim(space, dim, n_dev):

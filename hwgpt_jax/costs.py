@@ -6,10 +6,12 @@ Per block (d = embed dim, A = n_head * head_size attention width, H = mlp_ratio 
   RoPE and the absent position table add nothing) and the final LayerNorm 2d.
 
 FLOPs count 2 per multiply-accumulate of every matrix product in the forward pass on (B, T):
-projections, attention scores (full T x T, as computed; the causal mask does not skip work) and
-attention x values, and the LM head over the padded vocabulary. Element-wise work (LayerNorm,
-GELU, softmax, RoPE, bias adds) is not counted; it is <2 % for the shapes of these spaces, and
-XLA's cost analysis, which counts it, is compared against this count in the profiler.
+projections, attention scores and attention x values over the full T x T (the model's blocked
+causal attention skips the key blocks past each query block, so from T > 128 on it computes
+less: 3/4 of this at T = 256), and the LM head over the padded vocabulary. Element-wise work
+(LayerNorm, GELU, softmax, RoPE, bias adds) is not counted; it is <2 % for the shapes of these
+spaces, and XLA's cost analysis, which counts it, is compared against this count in the
+profiler. `training_flops` is the forward + backward count.
 
 Inputs as NumPy arrays give exact int64 results; JAX arrays give float32 (jit-able).
 """
@@ -53,3 +55,10 @@ def forward_flops(arch: Arch, space: SearchSpace, batch: int, seq: int) -> Any:
     attention = 2 * seq * attn_width  # q @ k^T and probs @ v, per token
     head = d * space.padded_vocab_size
     return 2 * tokens * (projections + attention + head)
+
+
+def training_flops(arch: Arch, space: SearchSpace, batch: int, seq: int) -> Any:
+    """Matrix-product FLOPs of one forward + backward pass (a training member's work): the
+    backward pass runs two products per forward product (the input's and the weight's
+    gradient), so 3x `forward_flops`."""
+    return 3 * forward_flops(arch, space, batch, seq)

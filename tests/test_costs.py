@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from hwgpt_jax.costs import forward_flops, param_count
+from hwgpt_jax.costs import forward_flops, param_count, training_flops
 from hwgpt_jax.space import get_space
 
 
@@ -50,3 +50,29 @@ def test_costs_numpy_exact_and_jax_jittable_agree():
     assert flops.dtype == np.int64 and np.all(flops > 0)
     np.testing.assert_allclose(np.asarray(forward_flops(archs, space, 8, 1024)), flops, rtol=1e-6)
     assert np.all(param_count(archs.to_numpy(), space) <= param_count(space.largest(), space))
+
+
+def test_training_flops_match_xla_count_of_the_gradient():
+    # Oracle: XLA's cost analysis of the compiled forward + backward of the dense model (the
+    # logits' cotangent is an input, so no product folds into a reduction). XLA also counts
+    # element-wise work (and the scatter of the embedding gradient), so it may be a little
+    # above the product count, never far from it; a count that missed the backward pass's two
+    # products per forward product would be off by 3x.
+    from hwgpt_jax.model import dense_forward, extract, init_params
+
+    space = get_space("tiny")
+    params = jax.device_get(init_params(jax.random.key(0), space))
+    tokens = np.zeros((2, 32), np.int32)
+    cotangent = jax.ShapeDtypeStruct((*tokens.shape, space.padded_vocab_size), np.float32)
+    for arch in (space.smallest(), space.largest()):
+        dense = extract(params, arch, space)
+
+        def gradient(p, logits_cotangent):  # logits too: a training step needs them
+            logits, pullback = jax.vjp(lambda q: dense_forward(q, tokens), p)
+            return logits, pullback(logits_cotangent)
+
+        analysis = jax.jit(gradient).lower(dense, cotangent).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        expected = training_flops(arch, space, *tokens.shape)
+        assert expected == 3 * forward_flops(arch, space, *tokens.shape)
+        assert 1.0 <= analysis["flops"] / expected < 1.05
