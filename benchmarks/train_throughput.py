@@ -62,10 +62,9 @@ def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
                                       metrics.items() if k.startswith("seconds/")}})
         trainer.close()
     if n_dev == 1:  # one device: the recorded archs are the whole step's work
-        for draw in draws:
+        for draw, (wall, *_) in zip(draws, sandwich_runs, strict=True):
             draw["matmul_gflops_per_s"] = round(
-                step_matmul_flops(space, draw["archs"], batch, seq)
-                / sum(draw["seconds"].values()) / 1e9, 1)
+                step_matmul_flops(space, draw["archs"], batch, seq) / wall / 1e9, 1)
     device = jax.devices()[0]
     tokens = batch * seq
     largest_times, sandwich_times = [w for w, *_ in largest_runs], [w for w, *_ in sandwich_runs]
