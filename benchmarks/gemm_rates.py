@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -159,25 +160,25 @@ def measure(scale: str, batch: int, seq: int, rounds: int, min_seconds: float,
             rates[library].append(_run_worker(pythons[library], library, products,
                                               min_seconds))
             print(f"round {round_ + 1}/{rounds}: {library} done", file=sys.stderr, flush=True)
-    covered = sum(p["count"] * 2.0 * _product(p["mkn"]) for p in products)
+    covered = sum(p["count"] * 2.0 * math.prod(p["mkn"]) for p in products)
+    import jax
+
+    from hwgpt_jax.profile import host_cpu_model
+
     row = {"benchmark": "gemm_rates", "scale": scale, "batch": batch, "seq": seq,
-           "dtype": "float32", "rounds": rounds, "cpu_threads": os.cpu_count(),
+           "dtype": "float32", "rounds": rounds, "cpu": host_cpu_model(),
+           "cpu_threads": os.cpu_count(), "jax": jax.__version__,
            "step_flops_covered": covered / step_flops, "gflops": {}, "largest_step_gemm_s": {}}
     for library, runs in rates.items():
         medians = [statistics.median(run[i] for run in runs) for i in range(len(products))]
         row["gflops"][library] = {p["name"]: round(r, 1) for p, r in zip(products, medians,
                                                                          strict=True)}
         row["largest_step_gemm_s"][library] = round(sum(
-            p["count"] * 2.0 * _product(p["mkn"]) / (r * 1e9)
+            p["count"] * 2.0 * math.prod(p["mkn"]) / (r * 1e9)
             for p, r in zip(products, medians, strict=True)), 3)
     if torch_note:
         row["torch"] = torch_note
     return row
-
-
-def _product(mkn) -> int:
-    m, k, n = mkn
-    return m * k * n
 
 
 def main() -> None:
