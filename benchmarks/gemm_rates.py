@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import operator
 import os
 import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 LIBRARIES = ("xla", "xla-eigen", "numpy", "torch")
 
@@ -70,11 +72,20 @@ def step_products(scale: str, batch: int, seq: int) -> tuple[list[dict], float]:
 
 
 def _operands(m: int, k: int, n: int, layout: str, make):
-    """Operands stored so that the product is `a @ b` with a transposed view where the layout
-    says so (as autodiff hands them to the library)."""
+    """Operands stored as autodiff hands them to the library, and their views for `a @ b`
+    (transposed where the layout says so)."""
     a = make((k, m) if layout[0] == "T" else (m, k))
     b = make((n, k) if layout[1] == "T" else (k, n))
-    return a, b
+    return (a, b), _oriented(a, b, layout)
+
+
+def _oriented(a, b, layout: str):
+    return (a.T if layout[0] == "T" else a), (b.T if layout[1] == "T" else b)
+
+
+def _views_product(stored, views, layout: str):
+    """NumPy's and PyTorch's timed call: the product of the (transposed) views."""
+    return partial(operator.matmul, *views)
 
 
 def _rate(run, flops: float, min_seconds: float) -> float:
@@ -90,39 +101,34 @@ def _rate(run, flops: float, min_seconds: float) -> float:
 
 def worker(library: str, products: list[dict], min_seconds: float) -> list[float]:
     """GFLOP/s of each product with one library, in this process."""
-    rates = []
+    call = _views_product
     if library.startswith("xla"):
         import jax
         import jax.numpy as jnp
 
         options = {"xla_cpu_experimental_ynn_fusion_type": ""} if library == "xla-eigen" else {}
-        for p in products:
-            (m, k, n), layout = p["mkn"], p["layout"]
-            a, b = _operands(m, k, n, layout, lambda s: jnp.ones(s, jnp.float32))
-            fn = jax.jit(lambda a, b, t=layout: (a.T if t[0] == "T" else a)
-                         @ (b.T if t[1] == "T" else b))
-            compiled = fn.lower(a, b).compile(compiler_options=options)
-            rates.append(_rate(lambda c=compiled, a=a, b=b: c(a, b).block_until_ready(),
-                               2.0 * m * k * n, min_seconds))
+        make = partial(jnp.ones, dtype=jnp.float32)
+
+        def call(stored, views, layout):  # the transposes go inside the compiled program
+            fn = jax.jit(lambda a, b: operator.matmul(*_oriented(a, b, layout)))
+            compiled = fn.lower(*stored).compile(compiler_options=options)
+            return lambda: compiled(*stored).block_until_ready()
     elif library == "numpy":
         import numpy as np
 
-        for p in products:
-            (m, k, n), layout = p["mkn"], p["layout"]
-            a, b = _operands(m, k, n, layout, lambda s: np.ones(s, np.float32))
-            a, b = (a.T if layout[0] == "T" else a), (b.T if layout[1] == "T" else b)
-            rates.append(_rate(lambda a=a, b=b: a @ b, 2.0 * m * k * n, min_seconds))
+        make = partial(np.ones, dtype=np.float32)
     elif library == "torch":
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        for p in products:
-            (m, k, n), layout = p["mkn"], p["layout"]
-            a, b = _operands(m, k, n, layout, lambda s: torch.ones(s, dtype=torch.float32))
-            a, b = (a.t() if layout[0] == "T" else a), (b.t() if layout[1] == "T" else b)
-            rates.append(_rate(lambda a=a, b=b: torch.mm(a, b), 2.0 * m * k * n, min_seconds))
+        make = partial(torch.ones, dtype=torch.float32)
     else:
         raise ValueError(f"unknown library {library!r}, expected one of {LIBRARIES}")
+    rates = []
+    for p in products:
+        (m, k, n), layout = p["mkn"], p["layout"]
+        stored, views = _operands(m, k, n, layout, make)
+        rates.append(_rate(call(stored, views, layout), 2.0 * m * k * n, min_seconds))
     return rates
 
 
@@ -145,6 +151,10 @@ def _has_torch(python: str) -> bool:
 
 def measure(scale: str, batch: int, seq: int, rounds: int, min_seconds: float,
             torch_python: str | None) -> dict:
+    import jax
+
+    from hwgpt_jax.profile import host_cpu_model
+
     products, step_flops = step_products(scale, batch, seq)
     pythons = {"xla": sys.executable, "xla-eigen": sys.executable, "numpy": sys.executable}
     torch_python = torch_python or sys.executable
@@ -161,10 +171,6 @@ def measure(scale: str, batch: int, seq: int, rounds: int, min_seconds: float,
                                               min_seconds))
             print(f"round {round_ + 1}/{rounds}: {library} done", file=sys.stderr, flush=True)
     covered = sum(p["count"] * 2.0 * math.prod(p["mkn"]) for p in products)
-    import jax
-
-    from hwgpt_jax.profile import host_cpu_model
-
     row = {"benchmark": "gemm_rates", "scale": scale, "batch": batch, "seq": seq,
            "dtype": "float32", "rounds": rounds, "cpu": host_cpu_model(),
            "cpu_threads": os.cpu_count(), "jax": jax.__version__,

@@ -40,7 +40,6 @@ import time
 import jax
 import numpy as np
 
-from hwgpt_jax.costs import training_flops
 from hwgpt_jax.model import (
     ROPE_BASE,
     ROPE_FRACTION,
@@ -271,6 +270,8 @@ def sandwich(args, space, params) -> dict:
     """Sandwich steps of the PyTorch supernet on the same archs as ours: each member's forward
     and backward (gradients accumulate into the full tensors), then global-norm clipping at 1.0
     and one AdamW step, as `Trainer.step` does."""
+    from train_throughput import step_matmul_flops  # the sibling benchmark's FLOP count
+
     net = Supernet(params)
     rng = np.random.default_rng(args.seed)
     window = rng.integers(0, space.vocab_size, (args.batch, args.seq + 1), dtype=np.int32)
@@ -300,8 +301,7 @@ def sandwich(args, space, params) -> dict:
         seconds["update"] = round(time.perf_counter() - update, 2)
         if i:
             step_s = time.perf_counter() - start
-            flops = sum(float(training_flops(space.from_ids([arch_id])[0], space, args.batch,
-                                             args.seq)) for arch_id in draw.values())
+            flops = step_matmul_flops(space, draw, args.batch, args.seq)
             steps.append({"step_s": round(step_s, 2), "archs": draw, "seconds": seconds,
                           "matmul_gflops_per_s": round(flops / step_s / 1e9, 1)})
     times = [s["step_s"] for s in steps]
