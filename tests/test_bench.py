@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.costs import forward_flops, param_count
 from hwgpt_jax.space import get_space
-from hwgpt_jax.surrogates import MetricData, SurrogateConfig
+from hwgpt_jax.surrogates import MetricData, SurrogateConfig, SurrogateSpec
 
 SPACE = get_space("tiny")
 PRESETS = Path(__file__).resolve().parents[1] / "surrogates" / "default.toml"
@@ -36,9 +37,12 @@ def tables(n: int = 1500) -> list[MetricData]:
 
 @pytest.fixture(scope="module")
 def bench() -> Benchmark:
-    # perplexity on the one-hot encoding, latency on the continuous one: one query, two encodings
+    # perplexity on the one-hot encoding, latency on the cost features: one query, two
+    # encodings; each model family once (ensemble, linear, and the cross-validated choice)
     configs = {"perplexity": SurrogateConfig(kind="mlp", hidden=(16, 16), max_steps=100,
-                                             eval_every=50, batch_size=256, encoding="onehot"),
+                                             eval_every=50, batch_size=256, encoding="onehot",
+                                             family="ensemble", ensemble_size=2),
+               "latency:cpu": dataclasses.replace(FAST, family="linear"),
                "hardware": FAST}
     return Benchmark.fit(tables(), configs)
 
@@ -124,6 +128,12 @@ def test_save_load_round_trip_gives_identical_predictions(bench, saved):
         for k in a:
             np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
     assert loaded.spec("latency:gpu") == bench.spec("latency:gpu")
+    assert (loaded.spec("perplexity").family, loaded.spec("perplexity").members) == (
+        "linear+mlp", 2)
+    assert loaded.spec("latency:cpu").family == "linear"
+    report = loaded.spec("latency:gpu").fit_report
+    assert report["selection"]["chosen"] in report["selection"]["candidates"]
+    assert report["cost_features"].startswith("analytic")  # tiny: no published model
     assert set(loaded.tables) == set(bench.tables)
     sidecar = json.loads((saved / "benchmark.json").read_text())
     assert sidecar["scale"] == "tiny" and sidecar["surrogates"][1]["unit"] == "ms"
@@ -256,3 +266,11 @@ def test_cli_fit_then_query(tmp_path, capsys):
     assert main(["query", "--surrogates", str(out), "-n", "5", "--metrics", "energy",
                  "--out", str(tmp_path / "bad.csv")]) == 2
     assert "unknown metric 'energy'" in capsys.readouterr().err
+
+
+def test_a_spec_written_before_model_selection_reads_as_a_plain_mlp(bench):
+    old = bench.spec("latency:gpu").to_json()
+    del old["family"], old["members"]
+    spec = SurrogateSpec.from_json(old)
+    assert (spec.family, spec.members) == ("mlp", 1)
+    assert "linear" not in spec.state_shapes(10) and len(spec.state_shapes(10)["params"]) == 3

@@ -59,7 +59,8 @@ def coverage(surrogate, data: MetricData, level: float) -> float:
 def fitted():
     latency, ppl = synthetic(seed=0, n=8000, repeats=4)
     train, fresh = np.arange(4500), np.arange(4500, 8000)
-    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot", **SMALL)
+    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
+                             transform="log", **SMALL)
     quantile = fit_surrogate(latency.subset(train), config)
     point_config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 1500})
     point = fit_surrogate(ppl.subset(train), point_config)
@@ -212,7 +213,8 @@ def test_corrections_come_from_the_calibration_split_only(fitted):
     """Recompute E_c from the calibration archs' per-observation scores (NumPy oracle)."""
     quantile, _, _, _ = fitted
     data = synthetic(seed=0, n=8000, repeats=4)[0].subset(np.arange(4500))
-    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot", **SMALL)
+    config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
+                             transform="log", **SMALL)
     calib = split_archs(len(data), config)["calib"]
     assert quantile.spec.fit_report["n_calib"] == len(calib) == 1800
     state = quantile.state
@@ -257,6 +259,9 @@ def test_samples_follow_the_calibrated_quantiles(fitted):
 
 def test_log_transform_for_positive_targets_and_identity_otherwise(fitted):
     assert fitted[0].spec.transform == "log"
+    # 'auto' cross-validates both transforms for a positive metric and records them
+    tried = {c["transform"] for c in fitted[1].spec.fit_report["selection"]["linear_candidates"]}
+    assert tried == {"log", "identity"}
     data = MetricData("tiny", "delta", "", "", fitted[2].archs[:400],
                       np.random.default_rng(7).normal(size=400))
     config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 100})

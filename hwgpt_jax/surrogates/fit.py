@@ -39,13 +39,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hwgpt_jax.encoding import ENCODING_VERSION, encode
+from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS, cost_source, encode
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate
 from hwgpt_jax.surrogates.data import MetricData
+from hwgpt_jax.surrogates.linear import ridge_fit
 from hwgpt_jax.surrogates.losses import pinball_loss, squared_error
-from hwgpt_jax.surrogates.mlp import ACTIVATIONS, init_mlp
-from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec, base_quantiles
+from hwgpt_jax.surrogates.mlp import ACTIVATIONS, init_mlp, monotone_quantiles
+from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec, base_quantiles, raw_outputs
+from hwgpt_jax.surrogates.select import FAMILIES, SelectionConfig, select_model
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 QUALITY_METRICS = ("perplexity", "accuracy")
@@ -56,16 +58,21 @@ class SurrogateConfig:
     """How to fit one surrogate (presets: surrogates/*.toml)."""
 
     kind: str = "quantile"  # "quantile" (pinball loss) or "mlp" (squared error, point)
-    hidden: tuple[int, ...] = (128, 128, 128)
+    hidden: tuple[int, ...] = (64, 64)
     activation: str = "silu"
     levels: tuple[float, ...] = DEFAULT_LEVELS
     central_levels: tuple[float, ...] = CENTRAL_LEVELS
-    transform: str = "auto"  # "auto" (log if every observation > 0), "log", "identity"
-    encoding: str = "continuous"  # or "onehot" (HW-GPT-Bench's); see surrogates/default.toml
+    transform: str = "auto"  # "auto" (log or identity by cross-validation), "log", "identity"
+    encoding: str = "costs"  # a key of hwgpt_jax.encoding.ENCODINGS
+    family: str = "auto"  # "auto" (cross-validated choice) or one of select.FAMILIES
+    ensemble_size: int = 4  # MLPs of the "ensemble" candidate
+    folds: int = 3  # cross-validation folds of the training split
+    cv_steps: int = 300  # training steps of each network in cross-validation
+    penalties: tuple[float, ...] = (1e-4, 1e-2, 1e-1, 1.0)  # ridge penalties tried
     learning_rate: float = 1e-2
     weight_decay: float = 1e-3
-    batch_size: int = 512  # archs per step (with all their repeats)
-    max_steps: int = 2000
+    batch_size: int = 256  # archs per step (with all their repeats)
+    max_steps: int = 1000
     eval_every: int = 100
     patience: int = 6
     val_fraction: float = 0.1
@@ -75,7 +82,9 @@ class SurrogateConfig:
     def __post_init__(self) -> None:
         checks = {"kind": (self.kind, ("quantile", "mlp")),
                   "activation": (self.activation, tuple(ACTIVATIONS)),
-                  "transform": (self.transform, ("auto", "log", "identity"))}
+                  "transform": (self.transform, ("auto", "log", "identity")),
+                  "family": (self.family, ("auto", *FAMILIES)),
+                  "encoding": (self.encoding, tuple(ENCODINGS))}
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not valid; expected one of {list(allowed)}")
@@ -86,6 +95,12 @@ class SurrogateConfig:
                              f"contain 0.5")
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "penalties", tuple(float(p) for p in self.penalties))
+        if self.folds < 2 or self.ensemble_size < 2 or self.cv_steps < 1 or not self.penalties:
+            raise ValueError(f"folds={self.folds}, ensemble_size={self.ensemble_size}, "
+                             f"cv_steps={self.cv_steps}, penalties={list(self.penalties)}: "
+                             f"expected folds >= 2, ensemble_size >= 2, cv_steps >= 1 and at "
+                             f"least one penalty")
         object.__setattr__(self, "central_levels", tuple(float(c) for c in self.central_levels))
         fractions_ok = self.val_fraction > 0 and self.calib_fraction > 0 and (
             self.val_fraction + self.calib_fraction < 0.9)
@@ -107,7 +122,7 @@ def default_config(metric: str) -> SurrogateConfig:
     """The default for a metric: a point MLP for quality (perplexity, accuracy), which needs
     more steps to rank well, and a quantile MLP for hardware metrics."""
     if metric in QUALITY_METRICS:
-        return SurrogateConfig(kind="mlp", max_steps=4000, patience=10)
+        return SurrogateConfig(kind="mlp", max_steps=2000, patience=10)
     return SurrogateConfig(kind="quantile")
 
 
@@ -130,43 +145,105 @@ def split_archs(n: int, config: SurrogateConfig) -> dict[str, np.ndarray]:
 
 
 def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig()) -> Surrogate:
-    """Fit, early-stop and conformalize one surrogate on `data` (archs without data dropped)."""
+    """Select (by cross-validation on the training split), fit, early-stop and conformalize one
+    surrogate on `data` (archs without data dropped)."""
     data = data.dropna()
     space = get_space(data.scale)
     features = np.asarray(encode(data.archs, space, config.encoding))
-    transform = _choose_transform(data, config)
-    target = np.log(data.observations) if transform == "log" else data.observations
     parts = split_archs(len(data), config)
-    mean = float(np.nanmean(target[parts["train"]]))
-    std = float(np.nanstd(target[parts["train"]])) or 1.0
-    z = ((target - mean) / std).astype(np.float32)
-
-    key = jax.random.key(config.seed)
-    sizes = (features.shape[1], *config.hidden, len(config.levels))
-    params, report = _train(init_mlp(key, sizes), features, z, parts, config)
+    train = parts["train"]
+    scaled = {t: _standardize(data.observations, t, train) for t in _transforms(data, config)}
+    families = FAMILIES if config.family == "auto" else (config.family,)
+    selection = select_model(features[train], {t: _arch_median(z)[train] for t, (z, _, _) in
+                                               scaled.items()}, _selection_config(config),
+                             families)
+    z, mean, std = scaled[selection.transform]
+    members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size}[selection.family]
+    linear = _linear_head(features[train], z[train], selection.penalty, config)
+    family = "linear" if members == 0 else "linear+mlp"
+    head = _HeadSpec(family, config.activation, config.levels)
+    params, report = _train(head, linear, _init_members(config, features.shape[1], members),
+                            features, z, parts, config)
     spec = SurrogateSpec(
         scale=data.scale, metric=data.metric, device=data.device, unit=data.unit,
         kind=config.kind, levels=config.levels, central_levels=config.central_levels,
-        transform=transform, encoding=config.encoding, encoding_version=ENCODING_VERSION,
-        hidden=config.hidden, activation=config.activation, data_hash=data.data_hash(),
-        n_archs=len(data), n_observations=int(np.sum(~np.isnan(data.observations))),
-        seed=config.seed, fit_report={**report, "config": _config_json(config)})
+        transform=selection.transform, encoding=config.encoding,
+        encoding_version=ENCODING_VERSION, hidden=config.hidden, activation=config.activation,
+        data_hash=data.data_hash(), n_archs=len(data),
+        n_observations=int(np.sum(~np.isnan(data.observations))), seed=config.seed,
+        fit_report={**report, "selection": selection.report, "cost_features": cost_source(space),
+                    "config": _config_json(config)},
+        family=family, members=members)
+    state = {"linear": linear, "target_mean": jnp.float32(mean), "target_std": jnp.float32(std)}
+    if members:
+        state["params"] = params
     calib = parts["calib"]
-    base = np.asarray(base_quantiles(spec, {"params": params}, jnp.asarray(features[calib])))
-    corrections = calibrate(base, config.levels, z[calib], config.central_levels)
-    state = {"params": params, "target_mean": jnp.float32(mean),
-             "target_std": jnp.float32(std), "corrections": jnp.asarray(corrections)}
+    base = np.asarray(base_quantiles(spec, state, jnp.asarray(features[calib])))
+    state["corrections"] = jnp.asarray(calibrate(base, config.levels, z[calib],
+                                                 config.central_levels))
     return Surrogate(spec, state)
 
 
-def _choose_transform(data: MetricData, config: SurrogateConfig) -> str:
+def _transforms(data: MetricData, config: SurrogateConfig) -> list[str]:
+    """Candidate target transforms, preferred first ('auto': both for positive metrics)."""
     positive = bool(np.nanmin(data.observations) > 0)
     if config.transform == "log" and not positive:
         raise ValueError(f"transform='log' needs strictly positive {data.key} observations; "
                          f"the smallest is {np.nanmin(data.observations)}")
     if config.transform == "auto":
-        return "log" if positive else "identity"
-    return config.transform
+        return ["log", "identity"] if positive else ["identity"]
+    return [config.transform]
+
+
+def _standardize(observations: np.ndarray, transform: str, train: np.ndarray
+                 ) -> tuple[np.ndarray, float, float]:
+    target = np.log(observations) if transform == "log" else observations
+    mean = float(np.nanmean(target[train]))
+    std = float(np.nanstd(target[train])) or 1.0
+    return ((target - mean) / std).astype(np.float32), mean, std
+
+
+def _arch_median(z: np.ndarray) -> np.ndarray:
+    return np.nanmedian(z, axis=1).astype(np.float32)
+
+
+def _selection_config(config: SurrogateConfig) -> SelectionConfig:
+    return SelectionConfig(
+        folds=config.folds, cv_steps=config.cv_steps, ensemble_size=config.ensemble_size,
+        penalties=config.penalties, hidden=config.hidden, activation=config.activation,
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        batch_size=config.batch_size, seed=config.seed)
+
+
+def _linear_head(x: np.ndarray, z: np.ndarray, penalty: float, config: SurrogateConfig
+                 ) -> dict[str, jax.Array]:
+    """The linear part of the raw outputs: ridge for the median; for quantile models constant
+    gaps to the other levels from the training residuals' quantiles (softplus-inverted)."""
+    w, b = ridge_fit(jnp.asarray(x), jnp.asarray(_arch_median(z)), penalty)
+    levels = config.levels
+    mid = levels.index(0.5)
+    weights = np.zeros((x.shape[1], len(levels)), np.float32)
+    weights[:, mid] = np.asarray(w)
+    bias = np.zeros((len(levels),), np.float32)
+    bias[mid] = float(b)
+    if len(levels) > 1:
+        residual = z - np.asarray(x @ np.asarray(w) + float(b))[:, None]
+        q = np.nanquantile(residual, levels)
+        bias[mid] += q[mid]
+        for j in range(len(levels)):
+            if j != mid:
+                gap = max(float(q[j + 1] - q[j] if j < mid else q[j] - q[j - 1]), 1e-3)
+                bias[j] = gap + np.log(-np.expm1(-gap))  # softplus^-1
+    return {"w": jnp.asarray(weights), "b": jnp.asarray(bias)}
+
+
+def _init_members(config: SurrogateConfig, n_features: int, members: int) -> list | None:
+    """`members` residual MLPs stacked on a leading axis (None for the linear model)."""
+    if members == 0:
+        return None
+    sizes = (n_features, *config.hidden, len(config.levels))
+    keys = jax.random.split(jax.random.key(config.seed), members)
+    return jax.vmap(lambda k: init_mlp(k, sizes, last_scale=0.01))(keys)
 
 
 def _config_json(config: SurrogateConfig) -> dict[str, Any]:
@@ -174,26 +251,32 @@ def _config_json(config: SurrogateConfig) -> dict[str, Any]:
             dataclasses.asdict(config).items()}
 
 
-def _train(params: list, features: np.ndarray, z: np.ndarray, parts: dict[str, np.ndarray],
-           config: SurrogateConfig) -> tuple[list, dict[str, Any]]:
-    """Adam(W) with cosine decay; returns the best-validation params and a fit report."""
+def _train(head: _HeadSpec, linear: dict, params: list | None, features: np.ndarray,
+           z: np.ndarray, parts: dict[str, np.ndarray], config: SurrogateConfig
+           ) -> tuple[list | None, dict[str, Any]]:
+    """Adam(W) with cosine decay of the residual MLPs (the linear part stays fixed); returns
+    the best-validation params (the start, i.e. the linear model alone, included) and a fit
+    report. Without members only the validation loss is computed."""
     n_train = len(parts["train"])
     batch = min(config.batch_size, n_train)
-    optimizer, run_chunk = _chunk_runner(dataclasses.replace(config, seed=0), batch)
+    optimizer, run_chunk, val_loss = _chunk_runner(dataclasses.replace(config, seed=0), batch,
+                                                   head)
     data = (jnp.asarray(features[parts["train"]]), jnp.asarray(z[parts["train"]]),
             jnp.asarray(features[parts["val"]]), jnp.asarray(z[parts["val"]]))
-    opt_state = optimizer.init(params)
-    key = jax.random.key(config.seed + 1)
-    best = (float("inf"), params, 0)
+    best = (float(val_loss(params, linear, *data[2:])), params, 0)
     history, stale, steps = [], 0, 0
-    while steps < config.max_steps and stale < config.patience:
-        params, opt_state, key, train_loss, val_loss = run_chunk(params, opt_state, key, *data)
-        steps += config.eval_every
-        history.append((steps, float(train_loss), float(val_loss)))
-        if float(val_loss) < best[0]:
-            best, stale = (float(val_loss), params, steps), 0
-        else:
-            stale += 1
+    if params is not None:
+        opt_state = optimizer.init(params)
+        key = jax.random.key(config.seed + 1)
+        while steps < config.max_steps and stale < config.patience:
+            params, opt_state, key, train_loss, loss = run_chunk(params, opt_state, key,
+                                                                 linear, *data)
+            steps += config.eval_every
+            history.append((steps, float(train_loss), float(loss)))
+            if float(loss) < best[0]:
+                best, stale = (float(loss), params, steps), 0
+            else:
+                stale += 1
     report = {"best_val_loss": best[0], "best_step": best[2], "steps": steps,
               "loss": "mse" if config.kind == "mlp" else "pinball",
               "history": [list(h) for h in history],
@@ -203,39 +286,56 @@ def _train(params: list, features: np.ndarray, z: np.ndarray, parts: dict[str, n
 
 
 @functools.lru_cache(maxsize=16)
-def _chunk_runner(config: SurrogateConfig, batch: int) -> tuple[Any, Callable]:
-    """The optimizer and a jitted `eval_every`-step training chunk, cached per config so that
-    fits of equal shapes (e.g. one metric on many devices) compile once."""
+def _chunk_runner(config: SurrogateConfig, batch: int, head: _HeadSpec
+                  ) -> tuple[Any, Callable, Callable]:
+    """The optimizer, a jitted `eval_every`-step training chunk and the jitted validation loss,
+    cached per config so that fits of equal shapes (one metric on many devices) compile once.
+    Each member of an ensemble is trained on its own loss (a deep ensemble); the validation
+    loss is that of the members' mean, the model that is used."""
     levels = jnp.asarray(config.levels, jnp.float32)
-    head = _HeadSpec(config.activation, config.levels)
+    mid = config.levels.index(0.5)
+    single = dataclasses.replace(head, family="linear+mlp")
 
-    def loss_fn(params, x, y):
-        q = base_quantiles(head, {"params": params}, x)
+    def loss_of(q, y):
         return squared_error(q, y) if config.kind == "mlp" else pinball_loss(q, y, levels)
+
+    def member_loss(params, linear, x, y):
+        def one(p):
+            raw = raw_outputs(single, {"linear": linear, "params": jax.tree.map(
+                lambda a: a[None], p)}, x)
+            return loss_of(monotone_quantiles(raw, mid), y)
+
+        return jax.vmap(one)(params).mean()
+
+    @jax.jit
+    def val_loss(params, linear, x, y):
+        return loss_of(base_quantiles(head, {"linear": linear, "params": params}, x), y)
 
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_steps, alpha=0.05)
     optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
 
     @jax.jit
-    def run_chunk(params, opt_state, key, x_train, z_train, x_val, z_val):
+    def run_chunk(params, opt_state, key, linear, x_train, z_train, x_val, z_val):
         def step(carry, _):
             params, opt_state, key = carry
             key, sub = jax.random.split(key)
             idx = jax.random.randint(sub, (batch,), 0, x_train.shape[0])
-            loss, grads = jax.value_and_grad(loss_fn)(params, x_train[idx], z_train[idx])
+            loss, grads = jax.value_and_grad(member_loss)(params, linear, x_train[idx],
+                                                          z_train[idx])
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state, key), loss
 
         (params, opt_state, key), losses = jax.lax.scan(
             step, (params, opt_state, key), None, length=config.eval_every)
-        return params, opt_state, key, losses.mean(), loss_fn(params, x_val, z_val)
+        return params, opt_state, key, losses.mean(), val_loss(params, linear, x_val, z_val)
 
-    return optimizer, run_chunk
+    return optimizer, run_chunk, val_loss
 
 
 @dataclasses.dataclass(frozen=True)
 class _HeadSpec:
-    """The two spec fields `base_quantiles` reads, available before the full spec exists."""
+    """The spec fields `base_quantiles` reads, available before the full spec exists."""
 
+    family: str
     activation: str
     levels: tuple[float, ...]

@@ -22,12 +22,15 @@ ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu,
 Params = list[dict[str, jax.Array]]
 
 
-def init_mlp(key: jax.Array, sizes: Sequence[int]) -> Params:
-    """He-normal weights and zero biases for layer widths `sizes` (input first, output last)."""
+def init_mlp(key: jax.Array, sizes: Sequence[int], last_scale: float = 1.0) -> Params:
+    """He-normal weights and zero biases for layer widths `sizes` (input first, output last);
+    `last_scale` shrinks the output layer (a residual MLP then starts near zero)."""
     keys = jax.random.split(key, len(sizes) - 1)
     layers = []
     for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:], strict=True):
         scale = jnp.sqrt(2.0 / fan_in)
+        if len(layers) == len(sizes) - 2:  # the output layer
+            scale = scale * last_scale
         layers.append({"w": scale * jax.random.normal(k, (fan_in, fan_out), jnp.float32),
                        "b": jnp.zeros((fan_out,), jnp.float32)})
     return layers

@@ -5,6 +5,12 @@ traced into one jit-compiled query. Targets are modelled on a standardized scale
 z = (t(y) - mean) / std with t = log for strictly positive metrics (multiplicative noise and
 heavy right tails become additive and symmetric) and t = identity otherwise; since t is
 monotone, quantiles and conformal intervals map back exactly.
+
+Model families (`SurrogateSpec.family`): "linear" (a linear map of the features to the raw
+quantile outputs: the ridge median plus constant gaps), "linear+mlp" (that linear map plus the
+mean of `members` MLPs, each trained on the residual: one member is the "mlp" candidate of the
+model selection, several a deep ensemble) and "mlp" (an MLP alone; files written before
+model selection existed).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class SurrogateSpec:
     n_observations: int
     seed: int
     fit_report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    family: str = "mlp"  # "mlp", "linear" or "linear+mlp" (module docstring)
+    members: int = 1  # MLPs of "linear+mlp" (stacked on a leading axis); 0 for "linear"
 
     @property
     def key(self) -> str:
@@ -60,7 +68,7 @@ class SurrogateSpec:
     def from_json(cls, data: dict[str, Any]) -> SurrogateSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
-        missing = sorted(fields - set(data) - {"fit_report"})
+        missing = sorted(fields - set(data) - {"fit_report", "family", "members"})
         if unknown or missing:
             raise ValueError(f"surrogate spec has unknown fields {unknown} / lacks {missing}")
         data = dict(data)
@@ -72,11 +80,15 @@ class SurrogateSpec:
     def state_shapes(self, n_features: int) -> dict[str, Any]:
         """The expected shapes of `state` (used to check a loaded checkpoint)."""
         sizes = (n_features, *self.hidden, len(self.levels))
-        return {
-            "params": [{"w": (a, b), "b": (b,)} for a, b in zip(sizes[:-1], sizes[1:],
-                                                                strict=True)],
-            "target_mean": (), "target_std": (), "corrections": (len(self.central_levels),),
-        }
+        stack = (self.members,) if self.family == "linear+mlp" else ()
+        shapes: dict[str, Any] = {
+            "target_mean": (), "target_std": (), "corrections": (len(self.central_levels),)}
+        if self.family in ("mlp", "linear+mlp"):
+            shapes["params"] = [{"w": (*stack, a, b), "b": (*stack, b)}
+                                for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        if self.family in ("linear", "linear+mlp"):
+            shapes["linear"] = {"w": (n_features, len(self.levels)), "b": (len(self.levels),)}
+        return shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +102,21 @@ class Surrogate:
 
 def base_quantiles(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array) -> jax.Array:
     """Uncalibrated quantiles on the standardized scale, (N, Q)."""
-    raw = apply_mlp(state["params"], features, spec.activation)
-    return monotone_quantiles(raw, spec.levels.index(0.5))
+    return monotone_quantiles(raw_outputs(spec, state, features), spec.levels.index(0.5))
+
+
+def raw_outputs(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
+    """The network's raw outputs (N, Q) before the non-crossing map (module docstring).
+
+    `spec` needs `family` and `activation` only, so training can call it before a full spec
+    exists."""
+    if spec.family == "mlp":
+        return apply_mlp(state["params"], features, spec.activation)
+    raw = features @ state["linear"]["w"] + state["linear"]["b"]
+    if spec.family == "linear+mlp":
+        members = jax.vmap(lambda p: apply_mlp(p, features, spec.activation))(state["params"])
+        raw = raw + members.mean(0)
+    return raw
 
 
 def to_original(spec: SurrogateSpec, state: dict[str, Any], z: jax.Array) -> jax.Array:
