@@ -17,7 +17,8 @@ from hwgpt_jax.surrogates import MetricData, SurrogateConfig, SurrogateSpec
 
 SPACE = get_space("tiny")
 PRESETS = Path(__file__).resolve().parents[1] / "surrogates" / "default.toml"
-FAST = SurrogateConfig(hidden=(16, 16), max_steps=100, eval_every=50, batch_size=256)
+FAST = SurrogateConfig(hidden=(16, 16), max_steps=100, eval_every=50, batch_size=256,
+                       cv_steps=50, ensemble_size=2)
 
 
 def tables(n: int = 1500) -> list[MetricData]:

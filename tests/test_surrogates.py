@@ -31,6 +31,7 @@ from hwgpt_jax.surrogates.model import base_quantiles
 
 SPACE = get_space("tiny")
 SMALL = {"hidden": (32, 32), "max_steps": 600, "eval_every": 100, "batch_size": 256,
+         "cv_steps": 100, "ensemble_size": 2,
          "learning_rate": 1e-2, "weight_decay": 1e-3, "activation": "silu"}
 
 
@@ -264,7 +265,7 @@ def test_log_transform_for_positive_targets_and_identity_otherwise(fitted):
     assert tried == {"log", "identity"}
     data = MetricData("tiny", "delta", "", "", fitted[2].archs[:400],
                       np.random.default_rng(7).normal(size=400))
-    config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 100})
+    config = SurrogateConfig(kind="mlp", family="linear", **SMALL)
     assert fit_surrogate(data, config).spec.transform == "identity"
     with pytest.raises(ValueError, match="strictly positive"):
         fit_surrogate(data, SurrogateConfig(kind="mlp", transform="log", **SMALL))
@@ -272,7 +273,7 @@ def test_log_transform_for_positive_targets_and_identity_otherwise(fitted):
 
 def test_fit_is_reproducible_for_a_seed():
     data = synthetic(seed=8, n=600, repeats=2)[0]
-    config = SurrogateConfig(**{**SMALL, "max_steps": 100})
+    config = SurrogateConfig(family="ensemble", **{**SMALL, "max_steps": 100})
     a, b = fit_surrogate(data, config), fit_surrogate(data, config)
     for x, y in zip(jax.tree_util.tree_leaves(a.state), jax.tree_util.tree_leaves(b.state),
                     strict=True):
@@ -306,3 +307,13 @@ def test_bad_config_values_are_named():
         SurrogateConfig(kind="gauss")
     with pytest.raises(ValueError, match="contain 0.5"):
         SurrogateConfig(levels=(0.1, 0.9))
+
+
+def test_default_presets_file_equals_default_config():
+    from pathlib import Path
+
+    from hwgpt_jax.surrogates import default_config, load_presets
+
+    presets = load_presets(Path(__file__).resolve().parents[1] / "surrogates" / "default.toml")
+    assert presets["quality"] == default_config("perplexity")
+    assert presets["hardware"] == default_config("latency")

@@ -13,16 +13,23 @@ spread (sd) at c = 0.5, as much as the 2,000-arch test split adds, and 8 of 243 
 largest deviation 2.85 points) at a cost in accuracy of perplexity Kendall tau 0.915 -> 0.911
 and hardware MAPE +2.7 % relative on average (at most +5.6 %, energy:rtx3080), means of seeds
 0-2 of benchmarks/validate_surrogates.py; on s (seed 0) tau 0.965 -> 0.963 and MAPE +4.5 %
-relative on average, at most energy:a100 3.5 -> 4.4 %. Training is minibatch Adam(W) on whole
-archs (all their repeats), `eval_every` steps per jit-compiled `lax.scan`, keeping the
-parameters with the best validation loss and stopping after `patience` evaluations without
-improvement.
+relative on average, at most energy:a100 3.5 -> 4.4 %.
 
-Defaults (`default_config`, = surrogates/default.toml) were chosen on held-out archs of the
-published HW-GPT-Bench data: SiLU MLPs at learning rate 1e-2 rank far better than ReLU at 3e-3,
-and the `continuous` encoding beats HW-GPT-Bench's one-hot for perplexity (Kendall tau 0.965
-vs 0.953 on s, 0.918 vs 0.848 on m) and for the noisiest GPU latency (rtx2080 MAPE 3.9 vs
-4.5 %; both with the former 20 % calibration share); `encoding = "onehot"` remains available.
+The model is chosen per key on the training split only (hwgpt_jax/surrogates/select.py):
+target transform, ridge penalty and family (linear, ridge + residual MLP, deep ensemble) by
+k-fold cross-validated Kendall tau. The linear part is solved in closed form (its quantile
+outputs start as constant gaps from the training residuals' quantiles); the residual MLPs are
+then trained by minibatch Adam(W) on whole archs (all their repeats, pinball loss for quantile
+models), `eval_every` steps per jit-compiled `lax.scan`, keeping the parameters with the best
+validation loss (the linear model alone counts as step 0) and stopping after `patience`
+evaluations without improvement. The fit report records every candidate's scores, the choice
+and where the cost features came from.
+
+Defaults (`default_config`, = surrogates/default.toml): SiLU MLPs at learning rate 1e-2 (they
+ranked far better than ReLU at 3e-3 on held-out published archs), the `costs` encoding (the
+`continuous` one plus cost features), two hidden layers of 64 (the residual of a linear model
+needs less than the former 3 x 128 plain MLP, and an ensemble of them fits in the time budget
+of `hwgpt fit`); `encoding = "onehot"` (HW-GPT-Bench's) and `"continuous"` remain available.
 """
 
 from __future__ import annotations
