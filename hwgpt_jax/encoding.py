@@ -96,7 +96,10 @@ def _raw_costs(arch: Arch, space: SearchSpace) -> list:
 
 COST_FEATURES = ("log_params", "log_flops", "log_macs", "log_our_params", "log_our_flops",
                  "params", "flops", "macs", "our_params", "our_flops",
-                 "depth", "heads_total", "ratio_total", "bias")
+                 "depth", "heads_total", "ratio_total", "bias", "embed_0", "embed_1", "embed_2")
+# The linear baseline's description (`cost_summary`), as names of `COST_FEATURES`.
+SUMMARY_FEATURES = ("embed_0", "embed_1", "embed_2", "depth", "heads_total", "ratio_total",
+                    "bias", "log_params", "log_flops")
 
 
 def cost_features_size(space: SearchSpace) -> int:
@@ -104,11 +107,15 @@ def cost_features_size(space: SearchSpace) -> int:
 
 
 def cost_features(arch: Arch, space: SearchSpace) -> jax.Array:
-    """Cost features, float32 (..., 14), in the order of `COST_FEATURES`.
+    """Cost features, float32 (..., 17), in the order of `COST_FEATURES`.
 
     Each count c is given as log(c / c_largest) and c / c_largest (the largest arch of the
-    space gives 0 and 1); the aggregates are divided by their largest value.
+    space gives 0 and 1); the aggregates are divided by their largest value; `embed_i` is the
+    one-hot of the i-th embed-dim choice.
     """
+    if len(space.embed_dims) != 3:
+        raise ValueError(f"cost features need 3 embed-dim choices; the {space.scale} space has "
+                         f"{list(space.embed_dims)}")
     jarch = jax.tree.map(jnp.asarray, arch)
     largest = [float(np.asarray(c)) for c in _raw_costs(space.largest(), space)]
     ratios = [jnp.maximum(c, 1.0) / top for c, top in
@@ -118,7 +125,8 @@ def cost_features(arch: Arch, space: SearchSpace) -> jax.Array:
                   f32(jarch.n_head).sum(-1) / (space.max_layers * max(space.n_heads)),
                   f32(jarch.mlp_ratio).sum(-1) / (space.max_layers * max(space.mlp_ratios)),
                   f32(jarch.bias)]
-    return jnp.stack([jnp.log(r) for r in ratios] + ratios + aggregates, axis=-1)
+    embed = [f32(jarch.embed_dim == d) for d in space.embed_dims]
+    return jnp.stack([jnp.log(r) for r in ratios] + ratios + aggregates + embed, axis=-1)
 
 
 def costs_size(space: SearchSpace) -> int:
@@ -126,22 +134,25 @@ def costs_size(space: SearchSpace) -> int:
 
 
 def costs(arch: Arch, space: SearchSpace) -> jax.Array:
-    """`continuous` followed by `cost_features`, float32 (..., 3 + 2*Lmax + 14)."""
+    """`continuous` followed by `cost_features`, float32 (..., 3 + 2*Lmax + 17)."""
     return jnp.concatenate([continuous(arch, space), cost_features(arch, space)], axis=-1)
 
 
 def cost_summary_size(space: SearchSpace) -> int:
-    return len(space.embed_dims) + 6
+    return len(SUMMARY_FEATURES)
+
+
+def cost_summary_columns(space: SearchSpace) -> list[int]:
+    """Where the `cost_summary` features sit in the `costs` encoding."""
+    offset = continuous_size(space)
+    return [offset + COST_FEATURES.index(name) for name in SUMMARY_FEATURES]
 
 
 def cost_summary(arch: Arch, space: SearchSpace) -> jax.Array:
     """The linear baseline's features, float32 (..., 9): embed one-hot (3), depth, summed
     heads, summed ratios, bias, log params and log FLOPs of the published model."""
-    features = cost_features(arch, space)
-    embed = (jnp.asarray(arch.embed_dim)[..., None] == jnp.asarray(space.embed_dims))
-    pick = [COST_FEATURES.index(n) for n in ("depth", "heads_total", "ratio_total", "bias",
-                                             "log_params", "log_flops")]
-    return jnp.concatenate([embed.astype(jnp.float32), features[..., pick]], axis=-1)
+    pick = [COST_FEATURES.index(name) for name in SUMMARY_FEATURES]
+    return cost_features(arch, space)[..., pick]
 
 
 ENCODINGS = {"onehot": (onehot, onehot_size), "continuous": (continuous, continuous_size),

@@ -46,8 +46,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS, cost_source, encode
-from hwgpt_jax.space import get_space
+from hwgpt_jax.encoding import (
+    ENCODING_VERSION,
+    ENCODINGS,
+    cost_source,
+    cost_summary_columns,
+    encode,
+)
+from hwgpt_jax.space import SearchSpace, get_space
 from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.linear import ridge_fit
@@ -103,11 +109,12 @@ class SurrogateConfig:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "penalties", tuple(float(p) for p in self.penalties))
-        if self.folds < 2 or self.ensemble_size < 2 or self.cv_steps < 1 or not self.penalties:
+        if (self.folds < 2 or self.ensemble_size < 2 or self.cv_steps < 1 or not self.penalties
+                or min(self.penalties) <= 0):
             raise ValueError(f"folds={self.folds}, ensemble_size={self.ensemble_size}, "
                              f"cv_steps={self.cv_steps}, penalties={list(self.penalties)}: "
                              f"expected folds >= 2, ensemble_size >= 2, cv_steps >= 1 and at "
-                             f"least one penalty")
+                             f"least one penalty, all > 0")
         object.__setattr__(self, "central_levels", tuple(float(c) for c in self.central_levels))
         fractions_ok = self.val_fraction > 0 and self.calib_fraction > 0 and (
             self.val_fraction + self.calib_fraction < 0.9)
@@ -163,10 +170,11 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
     families = FAMILIES if config.family == "auto" else (config.family,)
     selection = select_model(features[train], {t: _arch_median(z)[train] for t, (z, _, _) in
                                                scaled.items()}, _selection_config(config),
-                             families)
+                             families, _column_sets(space, config.encoding))
     z, mean, std = scaled[selection.transform]
     members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size}[selection.family]
-    linear = _linear_head(features[train], z[train], selection.penalty, config)
+    linear = _linear_head(features[train] * selection.columns, z[train], selection.penalty,
+                          config)
     family = "linear" if members == 0 else "linear+mlp"
     head = _HeadSpec(family, config.activation, config.levels)
     params, report = _train(head, linear, _init_members(config, features.shape[1], members),
@@ -208,6 +216,16 @@ def _standardize(observations: np.ndarray, transform: str, train: np.ndarray
     mean = float(np.nanmean(target[train]))
     std = float(np.nanstd(target[train])) or 1.0
     return ((target - mean) / std).astype(np.float32), mean, std
+
+
+def _column_sets(space: SearchSpace, encoding: str) -> dict[str, np.ndarray]:
+    """Ridge feature sets to cross-validate: all, and for `costs` also the nine features of
+    the linear baseline (`cost_summary`)."""
+    size = ENCODINGS[encoding][1](space)
+    sets = {"all": np.ones(size, bool)}
+    if encoding == "costs":
+        sets["cost_summary"] = np.isin(np.arange(size), cost_summary_columns(space))
+    return sets
 
 
 def _arch_median(z: np.ndarray) -> np.ndarray:

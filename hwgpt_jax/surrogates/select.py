@@ -4,10 +4,13 @@ Candidates (see `model.py` for the families): "linear" (ridge on the features, c
 "mlp" (the ridge model plus one MLP trained on its residual) and "ensemble" (the ridge model
 plus the mean of several residual MLPs from different seeds: a deep ensemble, Lakshminarayanan
 et al. 2017). The target transform (log or identity, for strictly positive metrics) and the
-ridge penalty are chosen first, by the ridge model's cross-validated score; the networks are
-then cross-validated with that transform. The score is Kendall's tau of the per-arch median on
-each fold's held-out archs, averaged over folds; candidates within `TAU_TIE` of the best tau are
-ranked by their RMSE (standardized target units), and the simpler one wins an exact tie.
+ridge penalty are chosen first, by the ridge model's cross-validated score, together with the
+ridge model's features (all of them, or a named subset such as the linear baseline's nine cost
+features: on noisy keys fewer features rank better); the networks, which see every feature,
+are then cross-validated on the residual of that ridge model. The score is Kendall's tau of
+the per-arch median on each fold's held-out archs, averaged over folds; candidates within
+`TAU_TIE` of the best tau are ranked by their RMSE (standardized target units), and the
+simpler one wins an exact tie.
 
 Cross-validation trains short point (squared-error) runs only: every fold and seed of the
 networks is one vmapped, jit-compiled `lax.scan`, so selection costs a few seconds per key.
@@ -55,11 +58,13 @@ class Selection:
     transform: str
     family: str  # one of FAMILIES
     penalty: float
+    columns: np.ndarray  # (F,) float mask of the features the ridge model uses
     report: dict[str, Any]
 
 
 def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
-                 config: SelectionConfig, families: tuple[str, ...] = FAMILIES) -> Selection:
+                 config: SelectionConfig, families: tuple[str, ...] = FAMILIES,
+                 column_sets: dict[str, np.ndarray] | None = None) -> Selection:
     """Choose transform, ridge penalty and family for one key.
 
     Args:
@@ -68,7 +73,11 @@ def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
             preference (the first wins ties).
         config: folds, steps, penalties, network shape and optimizer.
         families: the candidates; with one, only the transform and penalty are chosen.
+        column_sets: name -> (F,) bool mask of ridge features to try (default: all).
     """
+    if column_sets is None:
+        column_sets = {"all": np.ones(features.shape[1], bool)}
+    masks = {name: np.asarray(mask, np.float32) for name, mask in column_sets.items()}
     n = features.shape[0]
     first = next(iter(targets))
     if n < config.folds * MIN_ARCHS_PER_FOLD:
@@ -76,29 +85,32 @@ def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
         note = (f"{n} training archs are too few to cross-validate with {config.folds} folds "
                 f"(need {config.folds * MIN_ARCHS_PER_FOLD}); using the smallest model "
                 f"(linear, transform {first}, penalty {penalty:g})")
-        return Selection(first, "linear", penalty, {"note": note, "chosen": "linear"})
+        name = next(iter(masks))
+        return Selection(first, "linear", penalty, masks[name],
+                         {"note": note, "chosen": "linear", "columns": name})
     train, val = kfold_indices(n, config.folds, config.seed)
     x = jnp.asarray(features, jnp.float32)
     linear_scores = {}
     for name, y in targets.items():
-        taus, errors = _ridge_cv(x, jnp.asarray(y, jnp.float32), jnp.asarray(train),
-                                 jnp.asarray(val), jnp.asarray(config.penalties, jnp.float32))
-        for i, penalty in enumerate(config.penalties):
-            linear_scores[(name, penalty)] = (float(taus[i]), float(errors[i]))
-    transform, penalty = _best(linear_scores)
+        for columns, mask in masks.items():
+            taus, errors = _ridge_cv(x * mask, jnp.asarray(y, jnp.float32), jnp.asarray(train),
+                                     jnp.asarray(val), jnp.asarray(config.penalties, jnp.float32))
+            for i, penalty in enumerate(config.penalties):
+                linear_scores[(name, columns, penalty)] = (float(taus[i]), float(errors[i]))
+    transform, columns, penalty = _best(linear_scores)
     y = jnp.asarray(targets[transform], jnp.float32)
-    scores = {"linear": linear_scores[(transform, penalty)]}
+    scores = {"linear": linear_scores[(transform, columns, penalty)]}
     if len(families) > 1:
-        scores.update(_network_cv(x, y, train, val, penalty, config))
+        scores.update(_network_cv(x, masks[columns], y, train, val, penalty, config))
     chosen = _best({f: scores[f] for f in families}) if len(families) > 1 else families[0]
     report = {
         "folds": config.folds, "cv_steps": config.cv_steps, "chosen": chosen,
-        "transform": transform, "penalty": penalty,
-        "linear_candidates": [{"transform": t, "penalty": p, "kendall_tau": s[0], "rmse": s[1]}
-                              for (t, p), s in linear_scores.items()],
+        "transform": transform, "penalty": penalty, "columns": columns,
+        "linear_candidates": [{"transform": t, "columns": c, "penalty": p, "kendall_tau": s[0],
+                               "rmse": s[1]} for (t, c, p), s in linear_scores.items()],
         "candidates": {f: {"kendall_tau": s[0], "rmse": s[1]} for f, s in scores.items()},
     }
-    return Selection(transform, chosen, penalty, report)
+    return Selection(transform, chosen, penalty, masks[columns], report)
 
 
 def _best(scores: dict[Any, tuple[float, float]]) -> Any:
@@ -122,15 +134,16 @@ def _ridge_cv(x, y, train, val, penalties):
     return taus.mean(-1), errors.mean(-1)
 
 
-def _network_cv(x: jax.Array, y: jax.Array, train: np.ndarray, val: np.ndarray,
-                penalty: float, config: SelectionConfig) -> dict[str, tuple[float, float]]:
+def _network_cv(x: jax.Array, mask: np.ndarray, y: jax.Array, train: np.ndarray,
+                val: np.ndarray, penalty: float, config: SelectionConfig
+                ) -> dict[str, tuple[float, float]]:
     """Scores of the residual networks: member 0 alone ('mlp') and the members' mean."""
     members = max(config.ensemble_size, 1)
     batch = min(config.batch_size, train.shape[1])
     run = _network_runner(tuple(config.hidden), config.activation, config.cv_steps, batch,
                           members, config.learning_rate, config.weight_decay)
-    taus, errors = run(jax.random.key(config.seed + 7), x, y, jnp.asarray(train),
-                       jnp.asarray(val), jnp.float32(penalty))
+    taus, errors = run(jax.random.key(config.seed + 7), x, jnp.asarray(mask), y,
+                       jnp.asarray(train), jnp.asarray(val), jnp.float32(penalty))
     out = {"mlp": (float(taus[0]), float(errors[0]))}
     if members > 1:
         out["ensemble"] = (float(taus[1]), float(errors[1]))
@@ -161,8 +174,8 @@ def _network_runner(hidden: tuple[int, ...], activation: str, steps: int, batch:
         (params, _), _ = jax.lax.scan(step, carry, jax.random.split(data_key, steps))
         return params
 
-    def fold(key, tr, va, x, y, penalty):
-        w, b = ridge_fit(x[tr], y[tr], penalty)
+    def fold(key, tr, va, x, mask, y, penalty):
+        w, b = ridge_fit(x[tr] * mask, y[tr], penalty)  # masked columns get weight 0
         base_train, base_val = x[tr] @ w + b, x[va] @ w + b
         keys = jax.random.split(key, members)
         params = jax.vmap(lambda k: train_member(k, x[tr], y[tr] - base_train))(keys)
@@ -173,9 +186,9 @@ def _network_runner(hidden: tuple[int, ...], activation: str, steps: int, batch:
         return jnp.stack([jnp.stack(score(single)), jnp.stack(score(mean))])  # (2, 2)
 
     @jax.jit
-    def run(key, x, y, train, val, penalty):
+    def run(key, x, mask, y, train, val, penalty):
         keys = jax.random.split(key, train.shape[0])
-        scores = jax.vmap(lambda k, t, v: fold(k, t, v, x, y, penalty))(keys, train, val)
+        scores = jax.vmap(lambda k, t, v: fold(k, t, v, x, mask, y, penalty))(keys, train, val)
         mean = scores.mean(0)  # (candidate, [tau, rmse])
         return mean[:, 0], mean[:, 1]
 
