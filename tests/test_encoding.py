@@ -58,3 +58,29 @@ def test_encodings_jit_and_batch_shapes():
     np.testing.assert_array_equal(np.asarray(batched), single)
     with pytest.raises(ValueError, match="unknown encoding 'bad'"):
         encode(archs, space, "bad")
+
+
+def test_cost_features_use_the_published_counts_and_fall_back_on_tiny():
+    from hwgpt_jax.costs import param_count
+    from hwgpt_jax.encoding import COST_FEATURES, cost_features, cost_source, cost_summary
+    from hwgpt_jax.published_costs import published_costs
+
+    space = get_space("m")
+    archs = space.sample(jax.random.key(2), 32)
+    feats = np.asarray(cost_features(archs, space))
+    params = published_costs(archs.to_numpy(), space)["params"]
+    top = published_costs(space.largest(), space)["params"]
+    np.testing.assert_allclose(feats[:, COST_FEATURES.index("log_params")],
+                               np.log(params / top), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cost_features(space.largest(), space))[:10],
+                               [0] * 5 + [1] * 5, atol=1e-6)
+    summary = np.asarray(cost_summary(archs, space))
+    assert summary.shape == (32, 9)
+    np.testing.assert_array_equal(summary[:, :3].argmax(-1),
+                                  [space.embed_dims.index(d) for d in archs.embed_dim.tolist()])
+    tiny = get_space("tiny")
+    assert cost_source(space) == "published" and cost_source(tiny).startswith("analytic")
+    small = tiny.sample(jax.random.key(3), 8)
+    ours = param_count(small.to_numpy(), tiny) / param_count(tiny.largest(), tiny)
+    np.testing.assert_allclose(np.asarray(cost_features(small, tiny))[:, 0], np.log(ours),
+                               rtol=1e-5, atol=1e-6)

@@ -86,3 +86,14 @@ def test_too_few_archs_use_the_linear_model_and_say_so():
     selection = select_model(x, {"log": np.zeros(12, np.float32)}, CONFIG)
     assert selection.family == "linear"
     assert "too few to cross-validate" in selection.report["note"]
+
+
+def test_a_smaller_ridge_feature_set_wins_when_the_rest_is_noise():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(45, 33)).astype(np.float32)  # 30 folds' rows vs 33 features
+    y = (x[:, :3] @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=45)).astype(np.float32)
+    sets = {"all": np.ones(33, bool), "first3": np.arange(33) < 3}
+    selection = select_model(x, {"identity": y}, CONFIG, ("linear",), sets)
+    assert selection.report["columns"] == "first3"
+    np.testing.assert_array_equal(selection.columns, sets["first3"])
+    assert len(selection.report["linear_candidates"]) == 4  # 2 sets x 2 penalties
