@@ -317,3 +317,14 @@ def test_default_presets_file_equals_default_config():
     presets = load_presets(Path(__file__).resolve().parents[1] / "surrogates" / "default.toml")
     assert presets["quality"] == default_config("perplexity")
     assert presets["hardware"] == default_config("latency")
+
+
+def test_too_few_archs_to_cross_validate_fit_the_linear_model_and_say_so():
+    latency = synthetic(seed=10, n=12, repeats=3)[0]
+    surrogate = fit_surrogate(latency, SurrogateConfig())  # the default: family "auto"
+    assert (surrogate.spec.family, surrogate.spec.members) == ("linear", 0)
+    assert "too few to cross-validate" in surrogate.spec.fit_report["selection"]["note"]
+    assert surrogate.spec.fit_report["cost_features"].startswith("analytic")
+    median = predict(surrogate.spec, surrogate.state, encode(latency.archs, SPACE, "costs"),
+                     "median")
+    assert np.all(np.isfinite(np.asarray(median)))
