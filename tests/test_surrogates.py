@@ -61,7 +61,7 @@ def fitted():
     latency, ppl = synthetic(seed=0, n=8000, repeats=4)
     train, fresh = np.arange(4500), np.arange(4500, 8000)
     config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
-                             transform="log", **SMALL)
+                             transform="log", family="mlp", **SMALL)
     quantile = fit_surrogate(latency.subset(train), config)
     point_config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 1500})
     point = fit_surrogate(ppl.subset(train), point_config)
@@ -215,7 +215,7 @@ def test_corrections_come_from_the_calibration_split_only(fitted):
     quantile, _, _, _ = fitted
     data = synthetic(seed=0, n=8000, repeats=4)[0].subset(np.arange(4500))
     config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
-                             transform="log", **SMALL)
+                             transform="log", family="mlp", **SMALL)
     calib = split_archs(len(data), config)["calib"]
     assert quantile.spec.fit_report["n_calib"] == len(calib) == 1800
     state = quantile.state
