@@ -1,5 +1,6 @@
 """Installed from a wheel into a fresh virtual environment, run from an empty directory, the
-package finds its presets and assets and `hwgpt run --micro` completes (no source checkout).
+package finds its presets and assets: `hwgpt run --micro` and `Benchmark.published` work with
+no source checkout.
 
 The wheel goes in with `--no-deps`; the fresh environment reaches the dependencies through a
 `.pth` line naming this environment's site-packages (whose own `.pth` files, the editable
@@ -41,6 +42,11 @@ def test_wheel_in_a_fresh_venv_runs_the_micro_pipeline(tmp_path):
                       "print(hwgpt_jax.__file__); print(p.find_preset('train', 'tiny'))"],
                      empty, env).stdout.split()
         assert all(str(venv) in line and "site-packages" in line for line in where), where
+        published = _run([python, "-c", "import jax; from hwgpt_jax.bench import Benchmark; "
+                          "b = Benchmark.published('s'); "
+                          "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
+                         empty, env)
+        assert published.stdout.count(".") >= 3, published.stdout
         _run([venv / "bin" / "hwgpt", "run", "--micro", "--out", "run"], empty, env)
         report = (empty / "run" / "report.md").read_text()
         assert "Multi-objective search" in report

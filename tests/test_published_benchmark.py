@@ -25,7 +25,7 @@ def api():
 
 
 def test_every_scale_ships_with_its_licence():
-    assert PACKAGED == list(SCALES)
+    assert list(SCALES) == PACKAGED
     assert "Apache License" in (PACKAGED_ROOT / "LICENSE").read_text()
     assert "HW-GPT-Bench" in (PACKAGED_ROOT / "NOTICE.md").read_text()
 
