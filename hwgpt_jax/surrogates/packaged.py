@@ -160,7 +160,7 @@ def _unflatten(shapes: Any, arrays: dict[str, np.ndarray], prefix: str, where: P
         if name not in arrays or arrays[name].shape != tuple(shape):
             raise ValueError(f"{where / 'surrogates.npz'}: array {name} is missing or not of "
                              f"shape {tuple(shape)}")
-        return jax.numpy.asarray(arrays[name])
+        return arrays[name]  # NumPy: jit takes it as is, and no device transfer at load
 
     return jax.tree_util.tree_map_with_path(leaf, shapes,
                                             is_leaf=lambda x: isinstance(x, tuple))
