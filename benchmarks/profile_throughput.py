@@ -6,7 +6,7 @@ archs/min, the median over archs of the coefficient of variation (std / mean) of
 reps, the median latency, and the share of wall time spent compiling. On a machine shared with
 other processes both throughput and CV reflect that load (`load_avg_1m` is printed).
 
-    .venv/bin/python benchmarks/profile_throughput.py --scale tiny --n 20 --config profile/tiny.toml
+    .venv/bin/python benchmarks/profile_throughput.py --scale tiny --n 20 --config tiny
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.profile import ProfileConfig, host_cpu_model, profile_archs
 from hwgpt_jax.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.space import get_space
@@ -30,12 +31,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="tiny")
     parser.add_argument("--n", type=int, default=20)
-    parser.add_argument("--config", default="profile/tiny.toml")
+    parser.add_argument("--config", default="tiny", help="TOML file or profile preset name")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     space = get_space(args.scale)
-    config = ProfileConfig.from_toml(args.config)
+    config = ProfileConfig.from_toml(resolve_preset("profile", args.config))
     archs = space.sample_unique(jax.random.key(args.seed), args.n)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:

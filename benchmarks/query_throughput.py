@@ -12,7 +12,7 @@ since other processes may share the cores: `archs_per_cpu_second` does not depen
 
 Usage (surrogates of the s space fitted on the published data):
     .venv/bin/hwgpt fit --data ../shared/reference/hwgpt-bench/hwgpt_s_full.npz \
-        --config surrogates/default.toml --out /tmp/bench_s
+        --config default --out /tmp/bench_s
     .venv/bin/python benchmarks/query_throughput.py --surrogates /tmp/bench_s
 """
 

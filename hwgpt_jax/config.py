@@ -1,7 +1,8 @@
 """Training experiment configuration: frozen dataclasses, one per component, read from TOML.
 
-A preset (`train/tiny.toml`, ...) has the sections `[model]`, `[data]`, `[optim]`, `[train]`;
-any key left out takes the default below (the HW-GPT-Bench / DESIGN.md hyper-parameters).
+A preset (`hwgpt_jax/presets/train/tiny.toml`, ...) has the sections `[model]`, `[data]`,
+`[optim]`, `[train]`; any key left out takes the default below (the HW-GPT-Bench / DESIGN.md
+hyper-parameters).
 Unknown sections or keys are errors, so a typo never silently trains the default.
 """
 

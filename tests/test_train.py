@@ -12,6 +12,7 @@ import pytest
 
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.model import init_params
+from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space import get_space
 from hwgpt_jax.train import (
     Trainer,
@@ -54,7 +55,7 @@ def test_presets_load():
         cfg = ExperimentConfig.from_toml(f"train/{scale}.toml")
         assert cfg.model.scale == scale
         assert cfg.optim.beta2 == 0.95 and cfg.optim.grad_clip == 1.0
-    assert ExperimentConfig.from_toml("train/s.toml").optim.lr == 3.16e-4
+    assert ExperimentConfig.from_toml(find_preset("train", "s")).optim.lr == 3.16e-4
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -234,6 +235,7 @@ TWO_DEVICES = textwrap.dedent("""
     import os, sys
     import jax, numpy as np
     from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.presets import find_preset
     from hwgpt_jax.train import Member, Trainer
     assert jax.device_count() == 2, jax.devices()
     corpus, out = sys.argv[1], sys.argv[2]

@@ -8,10 +8,10 @@ write them wins atomically; give every host the same `data.data_dir` on shared s
 its own local copy). Checkpoints go through orbax, which coordinates multi-host saves.
 
     # on TPU pods and SLURM clusters, jax.distributed.initialize() detects everything:
-    python train/launch_multihost.py -- --config train/s.toml --out /shared/runs/s
+    python train/launch_multihost.py -- --config s --out /shared/runs/s
     # elsewhere, name the coordinator and this process explicitly, on every host:
     python train/launch_multihost.py --coordinator 10.0.0.1:1234 --num-processes 4 \\
-        --process-id $RANK -- --config train/s.toml --out /shared/runs/s
+        --process-id $RANK -- --config s --out /shared/runs/s
 
 Single-process mode (`--num-processes 1`) runs the same code path on one machine.
 """

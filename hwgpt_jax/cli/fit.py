@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, from_table, load_presets
 from hwgpt_jax.surrogates.fit import default_config
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              f"{list(DEFAULT_METRICS)} present)")
     parser.add_argument("--config", default=None,
                         help="TOML presets (tables per key, metric, 'quality', 'hardware'), "
-                             "e.g. surrogates/default.toml")
+                             "a file or a preset name (default, fast)")
     parser.add_argument("--seed", type=int, default=None, help="override the config seed")
     parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--no-tables", action="store_true",
@@ -67,7 +68,7 @@ def read_data(paths: list[str], metrics: list[str] | None) -> list[MetricData]:
 
 
 def _configs(args: argparse.Namespace) -> dict[str, SurrogateConfig]:
-    presets = load_presets(args.config) if args.config else {
+    presets = load_presets(resolve_preset("surrogates", args.config)) if args.config else {
         "quality": default_config("perplexity"), "hardware": default_config("latency")}
     overrides = {k: v for k, v in (("seed", args.seed), ("max_steps", args.max_steps))
                  if v is not None}

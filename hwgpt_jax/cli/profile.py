@@ -10,6 +10,7 @@ import jax
 from tqdm import tqdm
 
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.profile import (
     DTYPES,
     ProfileConfig,
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--archs", help="arch file from `hwgpt space sample` (JSON or CSV)")
     source.add_argument("-n", type=int, help="profile n unique archs sampled with --seed")
     parser.add_argument("--seed", type=int, default=0, help="arch sampling seed (with -n)")
-    parser.add_argument("--config", help="TOML preset, e.g. profile/s.toml; flags override it")
+    parser.add_argument("--config", help="TOML file or preset name (tiny, s, m, l); "
+                                          "flags override it")
     parser.add_argument("--batch", type=int, help="sequences per forward (default 1)")
     parser.add_argument("--seq", type=int, help="tokens per sequence (default 256)")
     parser.add_argument("--reps", type=int, help="timed observations per arch (default 10)")
@@ -45,7 +47,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
     overrides = {"batch": args.batch, "seq": args.seq, "reps": args.reps,
                  "warmup": args.warmup, "dtype": args.dtype, "seed": args.init_seed}
     if args.config:
-        return ProfileConfig.from_toml(args.config, **overrides)
+        return ProfileConfig.from_toml(resolve_preset("profile", args.config), **overrides)
     return ProfileConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -2,7 +2,7 @@
 
     hwgpt search --surrogates DIR --algorithm nsga2 --objectives perplexity,latency:a100 \
         --budget 10000 --seeds 5 --constraint latency:a100<=20 --out runs/nsga2
-    hwgpt search --preset search/paper_2obj_energy_a100.toml --surrogates DIR --out runs/x
+    hwgpt search --preset paper_2obj_energy --surrogates DIR --out runs/x
 
     hwgpt search --checkpoint runs/demo/train --objectives supernet_perplexity,params \
         --val-windows 8 --export 4 --out runs/supernet
@@ -25,6 +25,7 @@ import tomllib
 from pathlib import Path
 
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.presets import resolve_preset
 
 DEFAULTS = {"algorithm": "nsga2", "budget": 2048, "seeds": 1, "scale": None,
             "population": 256, "model_batch": 8, "mode": "median", "ref_point": 1.0,
@@ -34,7 +35,8 @@ DEFAULT_SCALE = "tiny"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("search", help="multi-objective architecture search")
-    parser.add_argument("--preset", help="TOML file of option defaults (see search/)")
+    parser.add_argument("--preset", help="TOML file of option defaults, or a preset name "
+                        "(paper_2obj_energy, paper_3obj, smoke_analytic)")
     parser.add_argument("--surrogates", help="benchmark folder written by `hwgpt fit`")
     parser.add_argument("--algorithm", help="an algorithm name, a comma list, or 'all' "
                                             f"(default {DEFAULTS['algorithm']})")
@@ -68,9 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _options(args: argparse.Namespace) -> dict:
     options = dict(DEFAULTS)
     if args.preset:
-        path = Path(args.preset)
-        if not path.is_file():
-            raise CliError(f"--preset {args.preset!r} does not exist")
+        path = resolve_preset("search", args.preset)
         with path.open("rb") as handle:
             preset = tomllib.load(handle)
         known = set(DEFAULTS) | {"objectives", "surrogates", "out"}

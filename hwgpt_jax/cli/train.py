@@ -9,12 +9,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.train import Trainer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a supernet (sandwich rule, pmap)")
-    parser.add_argument("--config", required=True, help="TOML preset, e.g. train/tiny.toml")
+    parser.add_argument("--config", required=True, help="TOML file or preset name (tiny, s, m, l)")
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--out", default="runs/train", help="run folder (checkpoints, logs)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    cfg = ExperimentConfig.from_toml(args.config)
+    cfg = ExperimentConfig.from_toml(resolve_preset("train", args.config))
     if args.steps is not None:
         cfg = cfg.replace(train={"steps": args.steps})
     if args.corpus is not None:

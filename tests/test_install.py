@@ -1,0 +1,54 @@
+"""Installed from a wheel into a fresh virtual environment, run from an empty directory, the
+package finds its presets and assets: `hwgpt run --micro` and `Benchmark.published` work with
+no source checkout.
+
+The wheel goes in with `--no-deps`; the fresh environment reaches the dependencies through a
+`.pth` line naming this environment's site-packages (whose own `.pth` files, the editable
+install among them, are not processed that way). `make install` already installs the same
+dependency list from PyPI, so this test spends its time on what only a wheel can show.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(argv: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, f"{argv}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def test_wheel_in_a_fresh_venv_runs_the_micro_pipeline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HWGPT_PRESETS")}
+    wheels, venv, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
+    empty.mkdir()
+    try:
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, ROOT],
+             tmp_path, env)
+        (wheel,) = wheels.glob("hwgpt_jax-*.whl")
+        _run([sys.executable, "-m", "venv", venv], tmp_path, env)
+        python = venv / "bin" / "python"
+        _run([python, "-m", "pip", "install", "--quiet", "--no-deps", wheel], tmp_path, env)
+        (site,) = (venv / "lib").glob("python3*/site-packages")
+        deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+        (site / "zz_dependencies.pth").write_text("\n".join(deps) + "\n")
+        where = _run([python, "-c", "import hwgpt_jax, hwgpt_jax.presets as p; "
+                      "print(hwgpt_jax.__file__); print(p.find_preset('train', 'tiny'))"],
+                     empty, env).stdout.split()
+        assert all(str(venv) in line and "site-packages" in line for line in where), where
+        published = _run([python, "-c", "import jax; from hwgpt_jax.bench import Benchmark; "
+                          "b = Benchmark.published('s'); "
+                          "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
+                         empty, env)
+        assert published.stdout.count(".") >= 3, published.stdout
+        _run([venv / "bin" / "hwgpt", "run", "--micro", "--out", "run"], empty, env)
+        report = (empty / "run" / "report.md").read_text()
+        assert "Multi-objective search" in report
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
