@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,11 +11,12 @@ import pytest
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.costs import forward_flops, param_count
+from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, SurrogateSpec
 
 SPACE = get_space("tiny")
-PRESETS = Path(__file__).resolve().parents[1] / "surrogates" / "default.toml"
+PRESETS = find_preset("surrogates", "default")
 FAST = SurrogateConfig(hidden=(16, 16), max_steps=100, eval_every=50, batch_size=256,
                        cv_steps=50, ensemble_size=2)
 

@@ -310,11 +310,10 @@ def test_bad_config_values_are_named():
 
 
 def test_default_presets_file_equals_default_config():
-    from pathlib import Path
-
+    from hwgpt_jax.presets import find_preset
     from hwgpt_jax.surrogates import default_config, load_presets
 
-    presets = load_presets(Path(__file__).resolve().parents[1] / "surrogates" / "default.toml")
+    presets = load_presets(find_preset("surrogates", "default"))
     assert presets["quality"] == default_config("perplexity")
     assert presets["hardware"] == default_config("latency")
 
