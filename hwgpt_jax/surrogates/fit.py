@@ -25,11 +25,12 @@ validation loss (the linear model alone counts as step 0) and stopping after `pa
 evaluations without improvement. The fit report records every candidate's scores, the choice
 and where the cost features came from.
 
-Defaults (`default_config`, = the `default` surrogates preset): SiLU MLPs at learning rate
-1e-2 (they ranked far better than ReLU at 3e-3 on held-out published archs), the `costs` encoding (the
-`continuous` one plus cost features), two hidden layers of 64 (the residual of a linear model
-needs less than the former 3 x 128 plain MLP, and an ensemble of them fits in the time budget
-of `hwgpt fit`); `encoding = "onehot"` (HW-GPT-Bench's) and `"continuous"` remain available.
+Defaults (`default_config`, = the `default` surrogates preset): SiLU MLPs at learning rate 1e-2
+(they ranked far better than ReLU at 3e-3 on held-out published archs), the `costs` encoding
+(the `continuous` one plus cost features), two hidden layers of 64 (the residual of a linear
+model needs less than the former 3 x 128 plain MLP, and an ensemble of them fits in the time
+budget of `hwgpt fit`); `encoding = "onehot"` (HW-GPT-Bench's) and `"continuous"` remain
+available.
 """
 
 from __future__ import annotations
