@@ -19,14 +19,17 @@ import numpy as np
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.published import DEVICES
+from hwgpt_jax.published_costs import published_costs
 from hwgpt_jax.space import Arch
 
 # HW-GPT-Bench metric name -> (our metric, its devices; None: device independent).
 DEVICE_METRICS = {"latencies": ("latency", DEVICES), "energies": ("energy", DEVICES)}
 FIXED_METRICS = {"perplexity": "perplexity", "accuracy": "accuracy",
                  "float16_memory": "memory:rtx2080", "bfloat16_memory": "memory:a100"}
+# Exact closed-form counts of the profiled models (hwgpt_jax.published_costs), not surrogates.
+COST_METRICS = ("flops", "params")
 METRICS = ("perplexity", "accuracy", "latencies", "energies", "float16_memory",
-           "bfloat16_memory")
+           "bfloat16_memory", *COST_METRICS)
 # HW-GPT-Bench's predictor names -> query mode: its MLP gives one value per arch, its
 # conformal quantile models the quantiles; ours are the selected, calibrated surrogates.
 PREDICTORS = {"mlp": "median", "conformal_quantile": "quantiles"}
@@ -90,19 +93,26 @@ class HWGPT:
             raise ValueError(f"unknown device {device!r}; expected one of {list(DEVICES)}")
         wanted: dict[str, str | tuple[str, str]] = {}
         for name in names:
+            if name in COST_METRICS:
+                continue
             if name in FIXED_METRICS:
                 wanted[FIXED_METRICS[name]] = name
                 continue
             base, devices = DEVICE_METRICS[name]
             for dev in devices if device is None else (device,):
                 wanted[f"{base}:{dev}"] = (name, dev)
-        values = self.benchmark.query(archs, list(wanted), mode=PREDICTORS[predictor])
+        values = self.benchmark.query(archs, list(wanted), mode=PREDICTORS[predictor]) \
+            if wanted else {}
         results: dict[str, Any] = {}
         for key, where in wanted.items():
             if isinstance(where, str):
                 results[where] = values[key]
             else:
                 results.setdefault(where[0], {})[where[1]] = values[key]
+        costs = [name for name in names if name in COST_METRICS]
+        if costs:
+            counts = published_costs(archs.to_numpy(), self.space)
+            results |= {name: counts[name] for name in costs}
         return results
 
 

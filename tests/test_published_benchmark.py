@@ -88,7 +88,8 @@ def test_hwgpt_bench_readme_example(api):
     api.set_arch(arch)
     results = api.query()
     assert set(results) == {"perplexity", "accuracy", "latencies", "energies",
-                            "float16_memory", "bfloat16_memory"}
+                            "float16_memory", "bfloat16_memory", "flops", "params"}
+    assert isinstance(results["params"], int) and isinstance(results["flops"], int)
     assert len(results["latencies"]) == 13 and len(results["energies"]) == 13
     energy = api.query(metric="energies")
     assert set(energy) == {"energies"} and energy["energies"] == results["energies"]
@@ -135,3 +136,13 @@ def test_query_before_set_arch_is_an_error():
     fresh = HWGPT(search_space="s")
     with pytest.raises(ValueError, match=r"set_arch"):
         fresh.query()
+
+
+def test_flops_and_params_equal_the_published_counts(api, published):
+    arrays = published("s")
+    archs = api.space.from_published({k: arrays[k] for k in
+                                      ("embed_dim", "n_layer", "n_head", "mlp_ratio", "bias")})
+    configs = api.space.to_hwgpt(archs[:50])
+    counts = api.query_many(configs, metric="params") | api.query_many(configs, metric="flops")
+    np.testing.assert_array_equal(counts["params"], arrays["params"][:50])
+    np.testing.assert_array_equal(counts["flops"], arrays["flops"][:50])
