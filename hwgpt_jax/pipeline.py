@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hwgpt_jax import report as report_lib
 from hwgpt_jax.bench import Benchmark
@@ -39,6 +39,7 @@ from hwgpt_jax.search.experiment import run_experiment, summary, write_experimen
 from hwgpt_jax.search.objectives import build_problem
 from hwgpt_jax.space import Arch, get_space
 from hwgpt_jax.surrogates.data import MetricData, from_table
+from hwgpt_jax.surrogates.linear import kendall_tau
 from hwgpt_jax.train import Trainer
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -283,7 +284,7 @@ def validate_surrogate(bench: Benchmark, test: MetricData) -> dict[str, float]:
     preds = bench.query(test.archs, [test.key], mode="median")[test.key]
     truth = np.nanmedian(test.observations, axis=1)
     result = {"archs": int(len(test)),
-              "kendall_tau": float(stats.kendalltau(np.asarray(preds), truth).statistic),
+              "kendall_tau": float(kendall_tau(jnp.asarray(preds), jnp.asarray(truth))),
               "mape": float(np.mean(np.abs(np.asarray(preds) - truth) / np.abs(truth)))}
     if bench.spec(test.key).kind == "quantile":
         for level in (0.5, 0.8, 0.9):
