@@ -229,9 +229,9 @@ def _candidates(source: Any, space: SearchSpace, objectives: Sequence[str] | Non
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         if path.suffix != ".parquet":
-            from hwgpt_jax.profile import read_arch_file
+            from hwgpt_jax.arch_files import read_arch_file
 
-            archs = _unique(read_arch_file(path, space), space)
+            archs = _unique(read_arch_file(path, space)[1], space)
             return archs, [{} for _ in range(len(archs))], []
         from hwgpt_jax.files import read_table_metadata
 

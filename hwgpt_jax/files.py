@@ -114,3 +114,49 @@ def read_sidecar(path: str | os.PathLike, fmt: str, version: int, what: str) -> 
         raise ValueError(f"{path} has format_version {info.get('format_version')!r}; this "
                          f"version reads {version}")
     return info
+
+
+# ---------------------------------------------------------------------------- output policy
+def _nearest_folder(path: Path) -> Path:
+    """The deepest existing ancestor of `path` (what a writer would create its folders in)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
+                 folder: bool = False, flag: str = "--out") -> Path:
+    """Refuse an output before any work starts: one policy for every command.
+
+    An existing `path` is refused unless `overwrite` (or `resume`, for commands that continue
+    their own earlier output); a file output must not be a folder (a folder output must not be
+    a file); the folder it goes into must accept a new file, probed by creating and removing
+    a temporary file there, so any OSError (read-only file system, permissions, quota) shows
+    now rather than after the work. Returns `path` as a Path.
+    """
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ValueError(f"{flag} {path} is a file; expected a folder")
+        if not folder and path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder; expected a file path")
+        if not (overwrite or resume):
+            raise FileExistsError(f"{flag} {path} exists; pass --overwrite to replace it")
+    parent = _nearest_folder(path)
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is not a folder")
+    for where in ([parent, path] if folder and path.is_dir() else [parent]):
+        try:
+            handle, name = tempfile.mkstemp(dir=where, prefix=".hwgpt-probe-")
+            os.close(handle)
+            os.unlink(name)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"{flag} {path}: cannot write in {where} ({err.strerror or err}); "
+                f"choose a writable location") from None
+    return path
+
+
+class OutputNotWritableError(ValueError):
+    """The folder of an output does not accept new files (a one-line CLI error)."""

@@ -75,7 +75,7 @@ import numpy as np
 import pandas as pd
 
 from hwgpt_jax import costs
-from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
+from hwgpt_jax.files import check_output, write_parquet_atomic, write_text_atomic
 from hwgpt_jax.model import dense_forward, extract, init_params, param_count
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -432,44 +432,6 @@ def merge_parts(out: str | Path, arch_ids: Sequence[str],
 
 # ---------------------------------------------------------------------------- table files
 def check_output_path(out: str | Path) -> None:
-    """Raise a one-line error unless `out` can be written (its folder exists and is writable)."""
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"output path {out} is a folder; expected a .parquet file path")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {folder} does not exist (or is not a folder)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"output folder {folder} is not writable")
-
-
-def read_arch_file(path: str | Path, space: SearchSpace) -> Arch:
-    """Archs from `hwgpt space sample` output: JSON (`--format json`) or CSV (`--format csv`,
-    read by its `arch_id` column). Archs of another scale raise ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"arch file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
-            ids = pd.read_csv(path)["arch_id"].astype(str).tolist()
-            return space.from_ids(ids)
-        return space.from_json(text)
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"arch file {path}: {err}") from None
-
-
-def arch_file_scale(path: str | Path) -> str | None:
-    """The scale an arch file names (JSON `scale` field or the CSV ids' prefix), else None."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"arch file {path} does not exist")
-    text = path.read_text()
-    if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
-        ids = pd.read_csv(path).get("arch_id")
-        return str(ids.iloc[0]).partition(":")[0] if ids is not None and len(ids) else None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"arch file {path} is not valid JSON: {err}") from None
-    return str(data["scale"]) if isinstance(data, dict) and "scale" in data else None
+    """Raise a one-line error unless the table `out` can be written (library callers may
+    replace it; the CLI refuses an existing one first, see `files.check_output`)."""
+    check_output(out, overwrite=True, flag="output path")

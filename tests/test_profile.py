@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from hwgpt_jax import costs
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import main
 from hwgpt_jax.files import read_table_metadata
 from hwgpt_jax.profile import (
@@ -18,7 +19,6 @@ from hwgpt_jax.profile import (
     Profiler,
     parts_dir,
     profile_archs,
-    read_arch_file,
 )
 from hwgpt_jax.space import get_space
 
@@ -196,7 +196,7 @@ def test_cli_profiles_an_arch_file(tmp_path, capsys):
     archs_path.write_text(capsys.readouterr().out)
     out = tmp_path / "cli.parquet"
     assert main(PROFILE_ARGS + ["--archs", str(archs_path), "--out", str(out)]) == 0
-    expected = read_arch_file(archs_path, SPACE)
+    expected = read_arch_file(archs_path, SPACE)[1]
     table = pd.read_parquet(out)
     assert sorted(table["arch_id"].unique()) == sorted(set(SPACE.arch_ids(expected)))
     assert "latency median" in capsys.readouterr().out

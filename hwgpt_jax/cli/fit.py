@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, from_table, load_presets
 from hwgpt_jax.surrogates.fit import default_config
@@ -75,9 +76,7 @@ def _configs(args: argparse.Namespace) -> dict[str, SurrogateConfig]:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CliError(f"--out {out} exists; pass --overwrite to replace it")
+    out = check_output(args.out, overwrite=args.overwrite, folder=True)
     data = read_data(args.data, args.metrics)
     configs = _configs(args)
     with tqdm(total=len(data), desc="fit", unit="surrogate") as bar:

@@ -9,15 +9,15 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output
 from hwgpt_jax.profile import (
     DTYPES,
     ProfileConfig,
     check_config,
-    check_output_path,
     parts_dir,
     profile_archs,
-    read_arch_file,
 )
 from hwgpt_jax.space import SPACES, get_space
 
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=DTYPES, help="compute dtype (default float32)")
     parser.add_argument("--init-seed", type=int, help="seed of the random weights (default 0)")
     parser.add_argument("--out", required=True, help="output parquet file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=run)
 
 
@@ -51,15 +52,15 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
 
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.scale)
+    check_output(args.out, overwrite=args.overwrite)  # fail before any work
     config = config_from_args(args)
     if args.archs:
-        archs = read_arch_file(args.archs, space)
+        archs = read_arch_file(args.archs, space)[1]
     else:
         if args.n < 1:
             raise CliError(f"-n {args.n}: expected a positive number of archs")
         archs = space.sample_unique(jax.random.key(args.seed), args.n)
     check_config(space, config)
-    check_output_path(args.out)  # fail before the progress bar appears
     n_unique = len(set(space.arch_ids(archs)))
     resumed = parts_dir(args.out).is_dir()
     with tqdm(total=n_unique, desc="profiling", unit="arch") as bar:
