@@ -210,7 +210,7 @@ def test_presets_load():
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--reps", "0", "-n", "1"], "reps=0; expected an integer >= 1"),
-    (["-n", "1", "--out", "/dev/null/x.parquet"], "output folder /dev/null does not exist"),
+    (["-n", "1", "--out", "/dev/null/x.parquet"], "/dev/null is not a folder"),
     (["-n", "1", "--seq", "999"], "seq=999 exceeds the tiny block size 256"),
 ])
 def test_cli_bad_input(extra, message, tmp_path, capsys):

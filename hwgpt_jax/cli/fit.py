@@ -52,7 +52,10 @@ def read_data(paths: list[str], metrics: list[str] | None) -> list[MetricData]:
                                                      "memory", "accuracy"])
         elif path.suffix in (".parquet", ".csv"):
             table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            items = from_table(table, metrics)
+            try:
+                items = from_table(table, metrics)
+            except ValueError as err:
+                raise CliError(f"--data {name}: {err}") from None
             if not metrics:
                 items = [d for d in items if d.metric in DEFAULT_METRICS]
         else:
@@ -72,7 +75,21 @@ def _configs(args: argparse.Namespace) -> dict[str, SurrogateConfig]:
         "quality": default_config("perplexity"), "hardware": default_config("latency")}
     overrides = {k: v for k, v in (("seed", args.seed), ("max_steps", args.max_steps))
                  if v is not None}
-    return {name: dataclasses.replace(config, **overrides) for name, config in presets.items()}
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CliError(f"--max-steps {args.max_steps}: expected a positive integer")
+    configs = {}
+    for name, config in presets.items():
+        config = dataclasses.replace(config, **overrides)
+        # Training runs in chunks of eval_every steps (validation between chunks): a smaller
+        # max_steps shrinks the chunk, a larger one must be a whole number of chunks.
+        if config.max_steps < config.eval_every:
+            config = dataclasses.replace(config, eval_every=config.max_steps)
+        elif config.max_steps % config.eval_every:
+            raise CliError(f"max_steps {config.max_steps} ({name}): expected at most or a "
+                           f"multiple of eval_every {config.eval_every} (steps between "
+                           f"validations)")
+        configs[name] = config
+    return configs
 
 
 def _fit(args: argparse.Namespace) -> int:
