@@ -304,6 +304,14 @@ def _reuse_key(description: dict[str, Any], seed: int, val_fraction: float) -> d
             "val_fraction": val_fraction}
 
 
+def corpus_fingerprint(source: str | os.PathLike, *, seed: int = 0, val_fraction: float = 0.05,
+                       text_field: str = "text", hf_split: str = "train") -> dict[str, Any]:
+    """What `prepare_corpus` compares to reuse shards (corpus description with its content
+    hash, tokenizer hash, split seed and fraction), computed without writing anything."""
+    description = describe_source(source, text_field=text_field, hf_split=hf_split)
+    return _reuse_key(description, seed, float(val_fraction))
+
+
 def load_shards(directory: str | os.PathLike) -> CorpusShards:
     """Open shards written by `prepare_corpus`, checking the manifest against the files."""
     directory = Path(directory)

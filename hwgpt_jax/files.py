@@ -130,9 +130,10 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
     """Refuse an output before any work starts: one policy for every command.
 
     An existing `path` is refused unless `overwrite` (or `resume`, for commands that continue
-    their own earlier output); a file output must not be a folder (a folder output must not be
-    a file); the folder it goes into must accept a new file, probed by creating and removing
-    a temporary file there, so any OSError (read-only file system, permissions, quota) shows
+    their own earlier output), or it is an empty folder for a folder output. A file output
+    must not be a folder (nor a folder output a file). The folder it goes into must accept a
+    new file, probed by creating and removing a temporary file there, so any OSError
+    (read-only file system, permissions, quota) shows
     now rather than after the work. Returns `path` as a Path.
     """
     path = Path(path)
@@ -141,7 +142,8 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
             raise ValueError(f"{flag} {path} is a file; expected a folder")
         if not folder and path.is_dir():
             raise ValueError(f"{flag} {path} is a folder; expected a file path")
-        if not (overwrite or resume):
+        empty_folder = folder and not any(path.iterdir())  # nothing to lose
+        if not (overwrite or resume or empty_folder):
             raise FileExistsError(f"{flag} {path} exists; pass --overwrite to replace it")
     parent = _nearest_folder(path)
     if not parent.is_dir():

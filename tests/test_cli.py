@@ -96,11 +96,16 @@ def _commands(tmp_path):
 def test_existing_output_is_refused_before_any_work(tmp_path, capsys, command):
     argv, name = _commands(tmp_path)[command]
     out = tmp_path / name
-    out.mkdir() if name == "folder" else out.write_text("precious")
-    assert main(argv + ["--out", str(out)]) == 2
+    if name == "folder":
+        out.mkdir()
+        (out / "kept.txt").write_text("precious")
+        assert main(argv + ["--out", str(out)]) == 2
+    else:
+        out.write_text("precious")
+        assert main(argv + ["--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--out {out} exists; pass --overwrite to replace it" in err, err
-    assert out.is_dir() or out.read_text() == "precious"
+    assert (out / "kept.txt" if name == "folder" else out).read_text() == "precious"
 
 
 @pytest.mark.parametrize("command", list(_commands(Path("/tmp"))))

@@ -102,7 +102,7 @@ def _fit(args: argparse.Namespace) -> int:
             bar.update(1)
 
         bench = Benchmark.fit(data, configs, keep_tables=not args.no_tables, progress=progress)
-    bench.save(out, overwrite=args.overwrite)
+    bench.save(out, overwrite=args.overwrite or out.is_dir())  # checked: replaceable
     print(f"{'key':<26} {'unit':<5} {'archs':>6} {'obs':>7} {'steps':>5} {'E90':>8}")
     for key, surrogate in bench.surrogates.items():
         spec = surrogate.spec

@@ -47,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    if trainer.step_count >= cfg.train.steps:
+        trainer.close()
+        print(f"{out}: the checkpoint is already at step {trainer.step_count} = train.steps; "
+              f"nothing to train (pass a larger --steps to continue)")
+        return 0
     with tqdm(total=cfg.train.steps, initial=trainer.step_count, desc="training",
               unit="step") as bar:
         def on_metrics(metrics: dict) -> None:
