@@ -8,6 +8,7 @@ previous file intact and removes the temporary. Tables carry their metadata insi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -162,3 +163,57 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False, resume: bo
 
 class OutputNotWritableError(ValueError):
     """The folder of an output does not accept new files (a one-line CLI error)."""
+
+
+# ---------------------------------------------------------------------------- sidecar seals
+SEAL = "sidecar_sha256"
+
+
+def json_sha256(value: Any) -> str:
+    """sha256 of `value` as canonical JSON (sorted keys, no whitespace)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_sidecar(info: dict[str, Any]) -> dict[str, Any]:
+    """`info` with `sidecar_sha256`: a checksum of every other field, so an edit of any field
+    to another valid value (a transform, a unit, a hash) is detected by `check_sidecar_seal`."""
+    info = {k: v for k, v in info.items() if k != SEAL}
+    return {**info, SEAL: json_sha256(info)}
+
+
+def check_sidecar_seal(path: str | os.PathLike, info: dict[str, Any]) -> None:
+    """Raise ValueError naming `path` unless its `sidecar_sha256` matches its other fields."""
+    if SEAL not in info:
+        raise ValueError(f"{path} has no {SEAL}; it was edited or written by an older version")
+    if json_sha256({k: v for k, v in info.items() if k != SEAL}) != info[SEAL]:
+        raise ValueError(f"{path} does not match its {SEAL}: a field was edited or the file "
+                         f"is damaged")
+
+
+def folder_sha256s(folder: str | os.PathLike) -> dict[str, str]:
+    """sha256 of every file under `folder`, keyed by its POSIX path relative to `folder`."""
+    folder = Path(folder)
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return out
+
+
+def check_folder_sha256s(folder: str | os.PathLike, recorded: dict[str, str]) -> None:
+    """Raise ValueError naming the first file under `folder` that is missing or differs from
+    `recorded` (from `folder_sha256s`): checked before a reader (orbax) opens the files, so
+    a damaged folder fails cleanly instead of inside the reader's threads."""
+    folder = Path(folder)
+    actual = folder_sha256s(folder) if folder.is_dir() else {}
+    for name, digest in recorded.items():
+        if name not in actual:
+            raise ValueError(f"{folder / name} is missing; the folder is damaged")
+        if actual[name] != digest:
+            raise ValueError(f"{folder / name} does not match its recorded sha256; the folder "
+                             f"is damaged or was edited")
