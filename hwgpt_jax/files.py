@@ -8,12 +8,14 @@ previous file intact and removes the temporary. Tables carry their metadata insi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,3 +219,48 @@ def check_folder_sha256s(folder: str | os.PathLike, recorded: dict[str, str]) ->
         if actual[name] != digest:
             raise ValueError(f"{folder / name} does not match its recorded sha256; the folder "
                              f"is damaged or was edited")
+
+
+# ---------------------------------------------------------------------------- output locks
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[Path]:
+    """Hold `<out>.lock` while a command writes `out` in parts, so a second run on the same
+    output fails at once instead of colliding. A lock whose process is gone (same host, dead
+    pid) is stale and taken over; the lock is removed on exit, Ctrl-C included."""
+    out = Path(out)
+    lock = out.with_name(out.name + ".lock")
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(lock.read_text())
+                pid, host = int(held["pid"]), str(held["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, host = -1, owner["host"]  # unreadable: a crash mid-write, stale
+            if host == owner["host"] and (pid <= 0 or not _pid_alive(pid)):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise FileExistsError(f"{out} is being written by another run (pid {pid} on "
+                                  f"{host}); lock {lock}. Wait for it, or remove the lock if "
+                                  f"that run is gone") from None
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(owner))
+        break
+    else:
+        raise FileExistsError(f"could not take the lock {lock}; remove it if no run holds it")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)

@@ -49,7 +49,9 @@ Table layout (long form, one row per observation; the surrogate fitter reads the
 Restart safety: each arch's rows go to one parquet part in `<out>.parts/`, written to a temp
 file and renamed; a rerun skips archs whose part exists, so a killed run loses at most the arch
 in progress and never duplicates rows. `merge_parts` writes `<out>` atomically when all archs
-are done and removes the parts folder.
+are done and removes the parts folder. While a run writes, it holds `<out>.lock` (its pid and
+host): a second run on the same output fails at once; a lock left by a dead process (same
+host) is taken over.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ import numpy as np
 import pandas as pd
 
 from hwgpt_jax import costs
-from hwgpt_jax.files import check_output, write_parquet_atomic, write_text_atomic
+from hwgpt_jax.files import check_output, output_lock, write_parquet_atomic, write_text_atomic
 from hwgpt_jax.model import dense_forward, extract, init_params, param_count
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -386,8 +388,17 @@ def profile_archs(archs: Arch, space: SearchSpace, config: ProfileConfig, out: s
     if len(archs.batch_shape) != 1:
         raise ValueError(f"profile_archs takes archs of batch shape (N,), got "
                          f"{archs.batch_shape}")
+    if len(archs) == 0:
+        raise ValueError("no archs to profile; expected at least one")
     out = Path(out)
     check_output_path(out)
+    with output_lock(out):  # a second run on the same `out` fails at once
+        return _profile_locked(archs, space, config, out, device, on_arch)
+
+
+def _profile_locked(archs: Arch, space: SearchSpace, config: ProfileConfig, out: Path,
+                    device: Any, on_arch: Callable[[str, float | None], None] | None
+                    ) -> pd.DataFrame:
     all_ids = space.arch_ids(archs)
     ids = list(dict.fromkeys(all_ids))  # unique, in order of first appearance
     first = {arch_id: all_ids.index(arch_id) for arch_id in ids}

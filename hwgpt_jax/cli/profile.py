@@ -63,13 +63,20 @@ def run(args: argparse.Namespace) -> int:
     check_config(space, config)
     n_unique = len(set(space.arch_ids(archs)))
     resumed = parts_dir(args.out).is_dir()
-    with tqdm(total=n_unique, desc="profiling", unit="arch") as bar:
-        def on_arch(arch_id: str, latency_ms: float | None) -> None:
-            if latency_ms is not None:
-                bar.set_postfix(last=f"{latency_ms:.2f} ms")
-            bar.update(1)
+    bars: list[tqdm] = []  # opened at the first arch: a refused run (lock) prints no bar
 
+    def on_arch(arch_id: str, latency_ms: float | None) -> None:
+        if not bars:
+            bars.append(tqdm(total=n_unique, desc="profiling", unit="arch"))
+        if latency_ms is not None:
+            bars[0].set_postfix(last=f"{latency_ms:.2f} ms")
+        bars[0].update(1)
+
+    try:
         table = profile_archs(archs, space, config, args.out, on_arch=on_arch)
+    finally:
+        for bar in bars:
+            bar.close()
     latency = table.loc[table["metric"] == "latency", "value"]
     device = table["device"].iloc[0]
     note = " (resumed)" if resumed else ""
