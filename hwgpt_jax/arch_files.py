@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from hwgpt_jax.files import read_parquet_checked
 from hwgpt_jax.space import SPACES, Arch, SearchSpace, get_space
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -44,7 +45,7 @@ def _load(path: Path) -> tuple[str | None, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"arch file {path} does not exist")
     if path.suffix in TABLE_SUFFIXES:
-        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        table = read_parquet_checked(path) if path.suffix == ".parquet" else pd.read_csv(path)
         if "arch_id" not in table.columns:
             raise ValueError(f"arch file {path} has no arch_id column")
         ids = table["arch_id"].astype(str).tolist()

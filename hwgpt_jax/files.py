@@ -56,16 +56,47 @@ def write_json_atomic(path: str | os.PathLike, value: Any, indent: int | None = 
 def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike,
                          metadata: dict[str, Any] | None = None) -> Path:
     """Write a DataFrame as parquet atomically; `metadata` goes into the file's key-value
-    metadata under b"hwgpt" as JSON (read it back with `read_table_metadata`)."""
+    metadata under b"hwgpt" as JSON (read it back with `read_table_metadata`), with
+    `content_sha256`, a checksum of the column names and values that `read_parquet_checked`
+    verifies."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata is not None:
+        metadata = {**metadata, "content_sha256": _table_sha256(table)}
         merged = dict(table.schema.metadata or {})
         merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
         table = table.replace_schema_metadata(merged)
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _table_sha256(table: Any) -> str:
+    """sha256 of a pyarrow table's column names and values (as Python values, so that the
+    checksum survives the parquet round trip whatever the physical layout)."""
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        values = table.column(name).to_pylist()
+        digest.update(json.dumps([name, values], default=str).encode())
+    return digest.hexdigest()
+
+
+def read_parquet_checked(path: str | os.PathLike) -> pd.DataFrame:
+    """A parquet table as a DataFrame; when it carries `content_sha256` (tables this project
+    writes), a damaged or edited table raises ValueError naming the file."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"{path} cannot be read as parquet ({str(err)[:200]}); the file is "
+                         f"damaged") from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    expected = json.loads(raw).get("content_sha256") if raw else None
+    if expected is not None and _table_sha256(table) != expected:
+        raise ValueError(f"{path} does not match its content_sha256: the table was edited or "
+                         f"is damaged")
+    return table.to_pandas()
 
 
 def read_table_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output
+from hwgpt_jax.files import check_output, read_parquet_checked
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, from_table, load_presets
 from hwgpt_jax.surrogates.fit import default_config
@@ -51,7 +51,7 @@ def read_data(paths: list[str], metrics: list[str] | None) -> list[MetricData]:
             items = load_published(path, metrics or ["perplexity", "latency", "energy",
                                                      "memory", "accuracy"])
         elif path.suffix in (".parquet", ".csv"):
-            table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            table = read_parquet_checked(path) if path.suffix == ".parquet" else pd.read_csv(path)
             try:
                 items = from_table(table, metrics)
             except ValueError as err:
