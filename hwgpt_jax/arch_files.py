@@ -17,17 +17,26 @@ from typing import Any
 import pandas as pd
 
 from hwgpt_jax.files import read_parquet_checked
-from hwgpt_jax.space import SPACES, Arch, SearchSpace, get_space
+from hwgpt_jax.space import ARCH_FIELDS, SPACES, Arch, SearchSpace, get_space
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
-def parse_archs(items: Any, space: SearchSpace) -> Arch:
-    """Archs of `space` from a decoded JSON list (records, HW-GPT-Bench dicts or ids)."""
+def _check_list(items: Any) -> None:
+    """The scale-independent checks: a non-empty list of records or ids."""
     if not isinstance(items, list):
         raise ValueError(f"expected a list of arch records, got {type(items).__name__}")
     if not items:
         raise ValueError("the arch list is empty; expected at least one arch")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping | str):
+            raise ValueError(f"arch record {i} is {item!r:.40}, expected an object with fields "
+                             f"{list(ARCH_FIELDS)}")
+
+
+def parse_archs(items: Any, space: SearchSpace) -> Arch:
+    """Archs of `space` from a decoded JSON list (records, HW-GPT-Bench dicts or ids)."""
+    _check_list(items)
     if all(isinstance(item, str) for item in items):
         return space.from_ids(items)
     first = items[0]
@@ -97,21 +106,13 @@ def read_arch_file(path: str | Path, space: SearchSpace | None = None) -> tuple[
         if space is None:
             raise ValueError(f"arch file {path} names scale {scale!r}; expected one of "
                              f"{list(SPACES)}")
-    bad = next((i for i, item in enumerate(items) if not isinstance(item, Mapping | str)),
-               None) if isinstance(items, list) else None
-    if not isinstance(items, list) or not items or bad is not None:
-        try:
-            parse_archs(items, space or get_space("tiny"))  # raises the structural error
-        except ValueError as err:
-            raise ValueError(f"arch file {path}: {err}") from None
-    if space is not None:
-        try:
-            return space.scale, parse_archs(items, space)
-        except ValueError as err:
-            raise ValueError(f"arch file {path}: {err}") from None
-    guess = _space_of_embed_dim(items[0])
-    if guess is not None:
-        return read_arch_file(path, guess)
+    try:
+        _check_list(items)
+        guess = space or _space_of_embed_dim(items[0])
+        if guess is not None:
+            return guess.scale, parse_archs(items, guess)
+    except ValueError as err:
+        raise ValueError(f"arch file {path}: {err}") from None
     errors = []
     for candidate in SPACES.values():
         try:
