@@ -112,7 +112,8 @@ def from_table(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> lis
     table = table.assign(device=table["device"].fillna("").astype(str),
                          unit=table["unit"].fillna("").astype(str))
     if table.empty:
-        raise ValueError("table has no rows; expected observations (module docstring)")
+        raise ValueError(f"table has no rows; expected observations with columns "
+                         f"{list(TABLE_COLUMNS)}")
     values = pd.to_numeric(table["value"], errors="coerce")
     infinite = np.isinf(values.to_numpy(np.float64))
     if infinite.any():
