@@ -11,8 +11,10 @@ Corpus sources (`source`):
   single text file can still be split into train and validation), `.jsonl` (one JSON object
   per line, text under `text_field`) or `.parquet` (column `text_field`); a folder means
   every such file under it, in sorted path order.
-- any other name: a Hugging Face dataset (`"name"` or `"name:config"`, an optional `"hf:"`
-  prefix), loaded with `datasets.load_dataset`; needs network or a local datasets cache.
+- a Hugging Face dataset id `"owner/name"` (or `"owner/name:config"`), or any dataset name
+  after an explicit `"hf:"` prefix (`"hf:wikitext:wikitext-2-raw-v1"`), loaded with
+  `datasets.load_dataset`; needs network or a local datasets cache. Any other name (a bare
+  word such as a mistyped file name) is refused at once, offline.
 
 Windows: the training stream tiles the train split with windows of `block_size + 1` tokens
 (consecutive windows share one token: the last target of one is the first input of the next),
@@ -50,6 +52,8 @@ SPLITS = ("train", "val")
 MANIFEST_NAME = "manifest.json"
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 _PATH_PREFIXES = ("/", "./", "../", "~")
+# Hugging Face repository ids: owner/name of letters, digits, '-', '_', '.'
+_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _TOKENIZE_CHUNK = 512  # documents per encode_ordinary_batch call (progress granularity)
 
 
@@ -143,7 +147,8 @@ def describe_source(
 ) -> dict[str, Any]:
     """Identify a corpus source: the dict stored in the manifest and compared on reuse.
 
-    Raises FileNotFoundError for a path-like source that does not exist.
+    Raises FileNotFoundError for a path-like source that does not exist and ValueError for a
+    name that is neither a path nor a dataset id (no network is tried for either).
     """
     text = os.fspath(source)
     if text.startswith("hf:"):
@@ -163,6 +168,15 @@ def describe_source(
                 "sha256": digest.hexdigest(), "text_field": text_field}
     if text.startswith(_PATH_PREFIXES) or path.suffix in LOCAL_SUFFIXES or "\\" in text:
         raise FileNotFoundError(f"corpus path {text!r} does not exist")
+    name = text.partition(":")[0]
+    owner = name.partition("/")[0]
+    if not _DATASET_ID.fullmatch(name):
+        raise ValueError(f"corpus {text!r} is neither an existing path nor a dataset id; "
+                         f"expected 'bbc', a local file or folder, a Hugging Face id like "
+                         f"'owner/name' or 'hf:name'")
+    if Path(owner).expanduser().is_dir():  # 'data/corpus.txx': a local path typo, not an id
+        raise FileNotFoundError(f"corpus path {text!r} does not exist (folder {owner!r} does; "
+                                f"prefix 'hf:' for a dataset of that owner)")
     return _huggingface_description(text, text_field, hf_split)
 
 
@@ -288,6 +302,14 @@ def _reuse_key(description: dict[str, Any], seed: int, val_fraction: float) -> d
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "corpus": description,
             "tokenizer_sha256": tokenizer.tokenizer_hash(), "seed": seed,
             "val_fraction": val_fraction}
+
+
+def corpus_fingerprint(source: str | os.PathLike, *, seed: int = 0, val_fraction: float = 0.05,
+                       text_field: str = "text", hf_split: str = "train") -> dict[str, Any]:
+    """What `prepare_corpus` compares to reuse shards (corpus description with its content
+    hash, tokenizer hash, split seed and fraction), computed without writing anything."""
+    description = describe_source(source, text_field=text_field, hf_split=hf_split)
+    return _reuse_key(description, seed, float(val_fraction))
 
 
 def load_shards(directory: str | os.PathLike) -> CorpusShards:

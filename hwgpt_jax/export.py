@@ -35,12 +35,20 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.files import atomic_folder, read_sidecar, write_json_atomic
+from hwgpt_jax.files import (
+    atomic_folder,
+    check_folder_sha256s,
+    check_sidecar_seal,
+    folder_sha256s,
+    read_sidecar,
+    seal_sidecar,
+    write_json_atomic,
+)
 from hwgpt_jax.model import Params, extract, init_params, param_count
 from hwgpt_jax.space import ARCH_FIELDS, Arch, SearchSpace, get_space
 
 FORMAT = "hwgpt-jax-dense-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sidecar_sha256 and a sha256 per file of params/
 SIDECAR = "model.json"
 INDEX = "index.json"
 # Table columns that describe where a row came from, not a metric of the arch.
@@ -92,7 +100,7 @@ def export_dense(params: Params, arch: Arch, space: SearchSpace, out_dir: str | 
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
-    text = json.dumps(sidecar, indent=1, allow_nan=False) + "\n"
+    json.dumps(sidecar, allow_nan=False)  # fail before writing anything
 
     def write(tmp: Path) -> None:
         import orbax.checkpoint as ocp
@@ -100,7 +108,8 @@ def export_dense(params: Params, arch: Arch, space: SearchSpace, out_dir: str | 
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save((tmp / "params").absolute(), dense)
             checkpointer.wait_until_finished()
-        (tmp / SIDECAR).write_text(text)
+        sealed = seal_sidecar({**sidecar, "files_sha256": folder_sha256s(tmp)})
+        (tmp / SIDECAR).write_text(json.dumps(sealed, indent=1, allow_nan=False) + "\n")
 
     return atomic_folder(Path(out_dir), overwrite, write)
 
@@ -229,15 +238,15 @@ def _candidates(source: Any, space: SearchSpace, objectives: Sequence[str] | Non
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         if path.suffix != ".parquet":
-            from hwgpt_jax.profile import read_arch_file
+            from hwgpt_jax.arch_files import read_arch_file
 
-            archs = _unique(read_arch_file(path, space), space)
+            archs = _unique(read_arch_file(path, space)[1], space)
             return archs, [{} for _ in range(len(archs))], []
-        from hwgpt_jax.files import read_table_metadata
+        from hwgpt_jax.files import read_parquet_checked, read_table_metadata
 
         if objectives is None:
             objectives = read_table_metadata(path).get("objectives")
-        source = pd.read_parquet(path)
+        source = read_parquet_checked(path)
     if not isinstance(source, pd.DataFrame):
         raise ValueError(f"source is a {type(source).__name__}; expected a DataFrame, a "
                          f".parquet or arch file path, or an Arch")
@@ -299,9 +308,11 @@ def _read_sidecar(directory: Path) -> dict[str, Any]:
     info = read_sidecar(path, FORMAT, FORMAT_VERSION,
                         "a folder written by export_dense / hwgpt export")
     missing = [k for k in ("scale", "arch", "arch_id", "dtype", "param_count",
-                           "params_sha256") if k not in info]
+                           "params_sha256", "files_sha256") if k not in info]
     if missing:
         raise ValueError(f"{path} lacks field(s) {missing}")
+    check_sidecar_seal(path, info)
+    check_folder_sha256s(directory, info["files_sha256"])  # before orbax opens them
     get_space(info["scale"])  # a clear error for an unknown scale
     return info
 

@@ -30,7 +30,7 @@ from hwgpt_jax import report as report_lib
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.evaluate import evaluate_checkpoint, quality_observations
-from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
+from hwgpt_jax.files import read_parquet_checked, write_parquet_atomic, write_text_atomic
 from hwgpt_jax.plots import calibration_plot
 from hwgpt_jax.presets import find_preset
 from hwgpt_jax.profile import ProfileConfig, device_slug, profile_archs
@@ -187,7 +187,7 @@ class Pipeline:
     def profile(self) -> dict[str, Any]:
         # The first evaluated archs plus the two extremes, so the surrogates see the whole
         # latency range and the report can correlate quality with hardware cost per arch.
-        evaluated = pd.read_parquet(self.out / "quality.parquet")["arch_id"]
+        evaluated = read_parquet_checked(self.out / "quality.parquet")["arch_id"]
         sample = self.space.from_ids(evaluated.iloc[: self.config.n_profile].tolist())
         archs = Arch.concatenate([self.space.largest(), self.space.smallest(), sample])
         total, done = len(archs), []
@@ -202,8 +202,8 @@ class Pipeline:
         return {"rows": len(table)}
 
     def _observations(self) -> list[MetricData]:
-        quality = quality_observations(pd.read_parquet(self.out / "quality.parquet"))
-        hardware = pd.read_parquet(self.out / "profile.parquet")
+        quality = quality_observations(read_parquet_checked(self.out / "quality.parquet"))
+        hardware = read_parquet_checked(self.out / "profile.parquet")
         return (from_table(quality, metrics=["perplexity"])
                 + from_table(hardware, metrics=[f"latency:{self.device}"]))
 
@@ -255,7 +255,7 @@ class Pipeline:
 
     def verify(self) -> dict[str, Any]:
         """Measure the chosen Pareto archs for real: supernet perplexity and dense latency."""
-        pareto = pd.read_parquet(self.out / "search" / "latency" / "pareto.parquet")
+        pareto = read_parquet_checked(self.out / "search" / "latency" / "pareto.parquet")
         chosen = choose_archs(pareto, self.studies["latency"], self.config.n_chosen)
         archs = self.space.from_ids(chosen["arch_id"].tolist())
         quality = evaluate_checkpoint(self.out / "train", archs,

@@ -49,7 +49,9 @@ Table layout (long form, one row per observation; the surrogate fitter reads the
 Restart safety: each arch's rows go to one parquet part in `<out>.parts/`, written to a temp
 file and renamed; a rerun skips archs whose part exists, so a killed run loses at most the arch
 in progress and never duplicates rows. `merge_parts` writes `<out>` atomically when all archs
-are done and removes the parts folder.
+are done and removes the parts folder. While a run writes, it holds `<out>.lock` (its pid and
+host): a second run on the same output fails at once; a lock left by a dead process (same
+host) is taken over.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ import numpy as np
 import pandas as pd
 
 from hwgpt_jax import costs
-from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
+from hwgpt_jax.files import check_output, output_lock, write_parquet_atomic, write_text_atomic
 from hwgpt_jax.model import dense_forward, extract, init_params, param_count
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -386,8 +388,17 @@ def profile_archs(archs: Arch, space: SearchSpace, config: ProfileConfig, out: s
     if len(archs.batch_shape) != 1:
         raise ValueError(f"profile_archs takes archs of batch shape (N,), got "
                          f"{archs.batch_shape}")
+    if len(archs) == 0:
+        raise ValueError("no archs to profile; expected at least one")
     out = Path(out)
     check_output_path(out)
+    with output_lock(out):  # a second run on the same `out` fails at once
+        return _profile_locked(archs, space, config, out, device, on_arch)
+
+
+def _profile_locked(archs: Arch, space: SearchSpace, config: ProfileConfig, out: Path,
+                    device: Any, on_arch: Callable[[str, float | None], None] | None
+                    ) -> pd.DataFrame:
     all_ids = space.arch_ids(archs)
     ids = list(dict.fromkeys(all_ids))  # unique, in order of first appearance
     first = {arch_id: all_ids.index(arch_id) for arch_id in ids}
@@ -432,44 +443,6 @@ def merge_parts(out: str | Path, arch_ids: Sequence[str],
 
 # ---------------------------------------------------------------------------- table files
 def check_output_path(out: str | Path) -> None:
-    """Raise a one-line error unless `out` can be written (its folder exists and is writable)."""
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"output path {out} is a folder; expected a .parquet file path")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {folder} does not exist (or is not a folder)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"output folder {folder} is not writable")
-
-
-def read_arch_file(path: str | Path, space: SearchSpace) -> Arch:
-    """Archs from `hwgpt space sample` output: JSON (`--format json`) or CSV (`--format csv`,
-    read by its `arch_id` column). Archs of another scale raise ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"arch file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
-            ids = pd.read_csv(path)["arch_id"].astype(str).tolist()
-            return space.from_ids(ids)
-        return space.from_json(text)
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"arch file {path}: {err}") from None
-
-
-def arch_file_scale(path: str | Path) -> str | None:
-    """The scale an arch file names (JSON `scale` field or the CSV ids' prefix), else None."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"arch file {path} does not exist")
-    text = path.read_text()
-    if path.suffix == ".csv" or text.lstrip().startswith("arch_id"):
-        ids = pd.read_csv(path).get("arch_id")
-        return str(ids.iloc[0]).partition(":")[0] if ids is not None and len(ids) else None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"arch file {path} is not valid JSON: {err}") from None
-    return str(data["scale"]) if isinstance(data, dict) and "scale" in data else None
+    """Raise a one-line error unless the table `out` can be written (library callers may
+    replace it; the CLI refuses an existing one first, see `files.check_output`)."""
+    check_output(out, overwrite=True, flag="output path")

@@ -279,28 +279,54 @@ class SearchSpace:
                 for e, n, h, r, b in rows]
 
     def from_records(self, records: Sequence[Mapping[str, Any]]) -> Arch:
-        """Build a validated batch from dicts with fields `ARCH_FIELDS`."""
+        """Build a validated batch from dicts with fields `ARCH_FIELDS`.
+
+        Strict: integers only (no 64.5, "64", true, NaN or inf) and booleans only for `bias`;
+        each error names the record index, the field, the value and the allowed choices."""
         lmax, n = self.max_layers, len(records)
         n_head = np.zeros((n, lmax), np.int32)
         mlp_ratio = np.zeros((n, lmax), np.int32)
+        embed_dim, n_layer, bias = (np.zeros(n, np.int32), np.zeros(n, np.int32),
+                                    np.zeros(n, bool))
         for i, rec in enumerate(records):
-            missing = [f for f in ARCH_FIELDS if f not in rec]
-            if missing:
-                raise ValueError(f"arch record {i} lacks field(s) {missing}; "
-                                 f"expected {list(ARCH_FIELDS)}")
-            for name, out in (("n_head", n_head), ("mlp_ratio", mlp_ratio)):
-                values = list(rec[name])
-                if len(values) != int(rec["n_layer"]) or len(values) > lmax:
-                    raise ValueError(f"{name} has {len(values)} entries in record {i}, expected "
-                                     f"n_layer={rec['n_layer']} (at most Lmax={lmax})")
-                out[i, : len(values)] = values
-        arch = Arch(
-            embed_dim=np.array([r["embed_dim"] for r in records], np.int32).reshape(n),
-            n_layer=np.array([r["n_layer"] for r in records], np.int32).reshape(n),
-            n_head=n_head, mlp_ratio=mlp_ratio,
-            bias=np.array([_parse_bool(r["bias"]) for r in records], bool).reshape(n),
-        )
-        return self.validate(arch)
+            rec = self.check_record(rec, i)
+            embed_dim[i], n_layer[i], bias[i] = rec["embed_dim"], rec["n_layer"], rec["bias"]
+            n_head[i, : rec["n_layer"]] = rec["n_head"]
+            mlp_ratio[i, : rec["n_layer"]] = rec["mlp_ratio"]
+        return self.validate(Arch(embed_dim=embed_dim, n_layer=n_layer, n_head=n_head,
+                                  mlp_ratio=mlp_ratio, bias=bias))
+
+    def check_record(self, record: Any, index: int, prefix: str = "",
+                     bias_strings: bool = False) -> dict[str, Any]:
+        """One arch record checked field by field (see `from_records`); `prefix` is the field
+        name prefix in errors ('sample_' for HW-GPT-Bench dicts), `bias_strings` also accepts
+        'True'/'False' for bias. Returns the record with plain Python values."""
+        where = f"arch record {index}"
+        if not isinstance(record, Mapping):
+            raise ValueError(f"{where} is {_show(record)}, expected an object with fields "
+                             f"{[prefix + f for f in ARCH_FIELDS]}")
+        missing = [prefix + f for f in ARCH_FIELDS if prefix + f not in record]
+        if missing:
+            raise ValueError(f"{where} lacks field(s) {missing}; expected "
+                             f"{[prefix + f for f in ARCH_FIELDS]}")
+        out = {}
+        for name, allowed in (("embed_dim", self.embed_dims), ("n_layer", self.n_layers)):
+            out[name] = _choice(record[prefix + name], allowed, f"{where}: {prefix}{name}",
+                                self.scale)
+        for name, allowed in (("n_head", self.n_heads), ("mlp_ratio", self.mlp_ratios)):
+            values = record[prefix + name]
+            if isinstance(values, str | bytes | Mapping) or not hasattr(values, "__len__"):
+                raise ValueError(f"{where}: {prefix}{name}={_show(values)} is not a list; "
+                                 f"expected n_layer={out['n_layer']} values from {list(allowed)}")
+            values = list(values)
+            if len(values) < out["n_layer"] or (not prefix and len(values) != out["n_layer"]):
+                raise ValueError(f"{where}: {prefix}{name} has {len(values)} entries, expected "
+                                 f"n_layer={out['n_layer']} (at most Lmax={self.max_layers})")
+            out[name] = [_choice(v, allowed, f"{where}: {prefix}{name}[{j}]", self.scale)
+                         for j, v in enumerate(values[: out["n_layer"]])]
+        out["bias"] = _parse_bool(record[prefix + "bias"], f"{where}: {prefix}bias",
+                                  bias_strings)
+        return out
 
     def to_hwgpt(self, arch: Arch) -> list[dict[str, Any]]:
         """HW-GPT-Bench `sample_*` config dicts (per-layer lists of length `n_layer`)."""
@@ -313,17 +339,10 @@ class SearchSpace:
         ]
 
     def from_hwgpt(self, configs: Sequence[Mapping[str, Any]]) -> Arch:
-        """Parse HW-GPT-Bench configs; per-layer lists may be longer than `n_layer` (cut)."""
-        records = []
-        for i, cfg in enumerate(configs):
-            missing = [f"sample_{f}" for f in ARCH_FIELDS if f"sample_{f}" not in cfg]
-            if missing:
-                raise ValueError(f"HW-GPT-Bench config {i} lacks {missing}")
-            depth = int(cfg["sample_n_layer"])
-            records.append({"embed_dim": int(cfg["sample_embed_dim"]), "n_layer": depth,
-                            "n_head": list(cfg["sample_n_head"])[:depth],
-                            "mlp_ratio": list(cfg["sample_mlp_ratio"])[:depth],
-                            "bias": cfg["sample_bias"]})
+        """Parse HW-GPT-Bench configs; per-layer lists may be longer than `n_layer` (cut), and
+        `sample_bias` may also be the strings 'True'/'False' (as HW-GPT-Bench stores it)."""
+        records = [self.check_record(cfg, i, "sample_", bias_strings=True)
+                   for i, cfg in enumerate(configs)]
         arch = self.from_records(records)
         for i, (cfg, rec) in enumerate(zip(configs, records, strict=True)):
             sizes = cfg.get("sample_intermediate_size")
@@ -366,17 +385,35 @@ class SearchSpace:
             if data.get("scale", self.scale) != self.scale:
                 raise ValueError(f"archs are of scale {data['scale']!r}, expected {self.scale!r}")
             data = data.get("archs", [])
+        if not isinstance(data, list):
+            raise ValueError(f"expected a list of arch records, got {type(data).__name__}")
         return self.from_records(data)
 
 
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        if value not in ("True", "False", "true", "false"):
-            raise ValueError(f"bias={value!r} is not a boolean; expected True or False")
+def _show(value: Any) -> str:
+    """A value as an error message shows it (JSON-like, short)."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _choice(value: Any, allowed: Sequence[int], where: str, scale: str) -> int:
+    """`value` as an int if it is an integer (not bool, float or string) among `allowed`."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{where}={_show(value)} is not an integer; allowed choices: "
+                         f"{list(allowed)}")
+    if int(value) not in allowed:
+        raise ValueError(f"{where}={int(value)} is not in the {scale} space; allowed choices: "
+                         f"{list(allowed)}")
+    return int(value)
+
+
+def _parse_bool(value: Any, where: str = "bias", strings: bool = False) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if strings and value in ("True", "False", "true", "false"):
         return value in ("True", "true")
-    if value not in (True, False, 0, 1):
-        raise ValueError(f"bias={value!r} is not a boolean; expected True or False")
-    return bool(value)
+    expected = "true or false" + (" (or the strings 'True'/'False')" if strings else "")
+    raise ValueError(f"{where}={_show(value)} is not a boolean; expected {expected}")
 
 
 @partial(jax.jit, static_argnames=("space", "n"))

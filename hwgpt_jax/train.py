@@ -29,7 +29,10 @@ allocates no full-size zero gradient.
 
 Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
 state, and each step's archs come from `fold_in(seed key, step)`, so a run stopped at step k
-and resumed ends bit-identical (on the same device count) to an uninterrupted one.
+and resumed ends bit-identical (on the same device count) to an uninterrupted one. A resume
+is checked first (`hwgpt_jax.checkpoints`): the same configuration (bar the run's length and
+logging cadence) and the same corpus, before the run's token shards are touched; every
+checkpoint is verified against the sha256 recorded when it was saved.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax import lax
 
+from hwgpt_jax import checkpoints
 from hwgpt_jax import data as data_lib
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.evaluate import batch_windows, window_sums
@@ -337,16 +341,34 @@ class Trainer:
             options=ocp.CheckpointManagerOptions(max_to_keep=cfg.train.keep_checkpoints,
                                                  create=True),
             item_names=("state", "data", "meta"))
+        try:
+            self._setup(resume, on_prepare)
+        except BaseException:  # no checkpointer threads left behind a refused run
+            self.manager.close()
+            raise
+
+    def _setup(self, resume: bool, on_prepare: Callable[[int, int], None] | None) -> None:
+        """Check a resume, prepare the data, compile the steps, init or restore the state."""
+        cfg = self.cfg
         earlier = sorted(self.manager.all_steps())
         if earlier and not resume:
             raise FileExistsError(
                 f"{self.out_dir / 'checkpoints'} already holds checkpoints (steps {earlier}) of "
                 f"an earlier run; pass --resume to continue it, or train into another --out")
-        resume_step = self._check_resumable() if resume else None
+        data_key = data_lib.corpus_fingerprint(cfg.data.corpus, seed=cfg.data.seed,
+                                               val_fraction=cfg.data.val_fraction)
+        # checked before the shards are prepared: a refused resume leaves the run's data as is
+        resume_step, resume_meta = self._check_resumable(data_key) if resume else (None, None)
         self.tx, self.schedule = make_optimizer(cfg), make_schedule(cfg)
         self.shards = data_lib.prepare_corpus(
             cfg.data.corpus, cfg.data.data_dir or self.out_dir / "data", seed=cfg.data.seed,
             val_fraction=cfg.data.val_fraction, progress=on_prepare)
+        self.data_fingerprint = {"key": data_key,
+                                 "shards_sha256": checkpoints.shards_sha256(self.shards)}
+        if resume_meta is not None and (resume_meta["data_fingerprint"]["shards_sha256"]
+                                        != self.data_fingerprint["shards_sha256"]):
+            raise ValueError(f"--resume: the token shards in {self.shards.directory} differ "
+                             f"from those the checkpoint was trained on")
         self.val_windows = data_lib.validation_windows(
             self.shards, cfg.train.seq_len, max_windows=cfg.train.eval_windows)
         self._val_batches = batch_windows(self.val_windows, 8)  # fixed: batched once
@@ -363,7 +385,7 @@ class Trainer:
         state = (params, self.tx.init(params))
         self.step_count = 0
         if resume_step is not None:
-            state = self._restore(resume_step, state)
+            state = self._restore(resume_step, state, resume_meta)
         self.params, self.opt_state = replicate(state, self.devices)
 
     # -- one step
@@ -442,34 +464,45 @@ class Trainer:
 
     def save(self) -> None:
         state = jax.device_get(jax.tree.map(lambda x: x[0], (self.params, self.opt_state)))
+        tree = {"params": state[0], "opt_state": state[1]}
+        data_state = self.iterator.get_state()
         meta = {"scale": self.space.scale, "step": self.step_count,
                 "config": self.cfg.to_dict(), "space": self.space.choices(),
-                "devices": len(self.devices), "jax": jax.__version__}
+                "devices": len(self.devices), "jax": jax.__version__,
+                "data_fingerprint": self.data_fingerprint}
+        meta = json.loads(json.dumps(meta))  # as it reads back (tuples become lists)
+        meta["sha256"] = checkpoints.state_digest(tree, data_state, meta)
         self.manager.save(self.step_count, args=ocp.args.Composite(
-            state=ocp.args.StandardSave({"params": state[0], "opt_state": state[1]}),
-            data=ocp.args.JsonSave(self.iterator.get_state()),
+            state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data_state),
             meta=ocp.args.JsonSave(meta)))
 
-    def _check_resumable(self) -> int:
-        """The latest checkpoint's step, after checking it belongs to this configuration."""
+    def _check_resumable(self, data_key: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The latest checkpoint's step and meta, after checking that it belongs to this
+        configuration and corpus and that the run asks for more steps."""
+        folder = self.out_dir / "checkpoints"
         step = self.manager.latest_step()
         if step is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {self.out_dir / 'checkpoints'}")
-        meta = self.manager.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"]
+            raise FileNotFoundError(f"--resume: no checkpoint in {folder}")
+        meta = checkpoints.restore_meta(self.manager, folder, step)
         if meta["scale"] != self.space.scale:
             raise ValueError(f"checkpoint in {self.out_dir} is of scale {meta['scale']!r}, "
                              f"the config asks for {self.space.scale!r}")
-        return step
+        checkpoints.check_resume(meta, self.cfg.to_dict(), data_key, self.out_dir)
+        if self.cfg.train.steps < step:
+            raise ValueError(f"--resume: the checkpoint in {folder} is at step {step}, past "
+                             f"train.steps={self.cfg.train.steps}; pass --steps above {step} "
+                             f"to train on")
+        return step, meta
 
-    def _restore(self, step: int, state: tuple[Params, Any]) -> tuple[Params, Any]:
+    def _restore(self, step: int, state: tuple[Params, Any],
+                 meta: dict[str, Any]) -> tuple[Params, Any]:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                                 {"params": state[0], "opt_state": state[1]})
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
-        self.iterator.set_state(restored["data"])
+        restored, data_state = checkpoints.restore_verified(
+            self.manager, self.out_dir / "checkpoints", step, abstract, meta)
+        self.iterator.set_state(data_state)
         self.step_count = step
-        return restored["state"]["params"], restored["state"]["opt_state"]
+        return restored["params"], restored["opt_state"]
 
     def close(self) -> None:
         self.manager.wait_until_finished()
@@ -528,8 +561,7 @@ def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, A
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
-        meta = manager.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"]
+        meta = checkpoints.restore_meta(manager, path, step)
         cfg = ExperimentConfig.from_dict(meta["config"])
         space = get_space(meta["scale"])
 
@@ -537,8 +569,8 @@ def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, A
             params = init_params(jax.random.key(0), space)
             return {"params": params, "opt_state": make_optimizer(cfg).init(params)}
 
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(jax.eval_shape(fresh))))
+        restored, _ = checkpoints.restore_verified(manager, path, step, jax.eval_shape(fresh),
+                                                   meta)
     finally:
         manager.close()
-    return restored["state"]["params"], meta
+    return restored["params"], meta

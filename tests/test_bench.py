@@ -203,7 +203,8 @@ def test_chunked_prediction_equals_one_pass_over_the_batch(bench, mode):
 
 
 @pytest.mark.parametrize("damage", ["no_sidecar", "bad_json", "wrong_encoding", "edited_hash",
-                                    "missing_state", "truncated_tables"])
+                                    "edited_transform", "missing_state", "flipped_state",
+                                    "truncated_tables", "old_format"])
 def test_corrupted_folder_is_rejected_with_a_clear_message(saved, tmp_path, damage):
     import shutil
 
@@ -225,14 +226,33 @@ def test_corrupted_folder_is_rejected_with_a_clear_message(saved, tmp_path, dama
         data = json.loads(sidecar.read_text())
         data["state_sha256"] = "0" * 64
         sidecar.write_text(json.dumps(data))
-        match = "do not match the sha256"
+        match = "benchmark.json does not match its sidecar_sha256"
+    elif damage == "edited_transform":  # another valid value: answers would change silently
+        data = json.loads(sidecar.read_text())
+        spec = data["surrogates"][0]
+        assert "transform" in spec
+        spec["transform"] = "identity" if spec["transform"] != "identity" else "log"
+        sidecar.write_text(json.dumps(data))
+        match = "benchmark.json does not match its sidecar_sha256: a field was edited"
     elif damage == "missing_state":
         shutil.rmtree(folder / "state")
-        match = "cannot restore the surrogate checkpoint"
+        match = r"state/.* is missing; the folder is damaged"
+    elif damage == "flipped_state":
+        path = max((p for p in (folder / "state").rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        match = f"{path.name} does not match its recorded sha256"
+    elif damage == "old_format":
+        data = json.loads(sidecar.read_text())
+        data["format_version"] = 1
+        sidecar.write_text(json.dumps(data))
+        match = "has format_version 1; this version reads 2"
     else:
         path = folder / "tables.npz"
         path.write_bytes(path.read_bytes()[:1000])
-        match = "tables.npz"
+        match = "tables.npz does not match its recorded sha256"
     with pytest.raises(ValueError, match=match):
         Benchmark.load(folder)
 
@@ -275,3 +295,22 @@ def test_a_spec_written_before_model_selection_reads_as_a_plain_mlp(bench):
     spec = SurrogateSpec.from_json(old)
     assert (spec.family, spec.members) == ("mlp", 1)
     assert "linear" not in spec.state_shapes(10) and len(spec.state_shapes(10)["params"]) == 3
+
+
+def test_damaged_state_gives_one_line_and_no_stray_traceback(saved, tmp_path):
+    """orbax reads arrays in threads: a damaged file must be caught before it opens them, or
+    'RuntimeError: Event loop is closed' tracebacks follow the error at exit."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "copy"
+    shutil.copytree(saved, folder)
+    (folder / "state" / "manifest.ocdbt").unlink()
+    proc = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", "query", "--surrogates",
+                           str(folder), "-n", "2", "--metrics", "perplexity", "--out",
+                           str(tmp_path / "q.parquet")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"hwgpt query: error: {folder}/state/manifest.ocdbt is missing; the folder is damaged"]

@@ -328,3 +328,25 @@ def test_unknown_hugging_face_dataset_offline(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     assert "'no-such-user/no-such-corpus'" in lines[0] and "Hugging Face" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["mycorpus", "corpus_v2", "a b/c", "owner/", "/name"])
+def test_a_name_that_is_no_path_and_no_dataset_id_fails_offline(name, monkeypatch):
+    import datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was tried")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    with pytest.raises((ValueError, FileNotFoundError), match=repr(name)) as err:
+        data.prepare_corpus(name, "unused")
+    assert "\n" not in str(err.value)
+
+
+def test_dataset_ids_and_local_folder_typos(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpora").mkdir()
+    assert data.describe_source("owner/name:cfg")["name"] == "owner/name"
+    assert data.describe_source("hf:wikitext")["name"] == "wikitext"
+    with pytest.raises(FileNotFoundError, match="folder 'corpora' does"):
+        data.describe_source("corpora/news")

@@ -117,7 +117,7 @@ def test_cli_rejects_archs_of_another_scale(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["-n", "2", "--out", "/dev/null/q.parquet"], "output folder /dev/null does not exist"),
+    (["-n", "2", "--out", "/dev/null/q.parquet"], "/dev/null is not a folder"),
     (["-n", "0", "--out", "q.parquet"], "-n 0: expected a positive integer"),
     (["-n", "2", "--windows", "0", "--out", "q.parquet"], "--windows 0"),
 ])

@@ -106,13 +106,21 @@ def _corrupt(folder, how):
         import shutil
 
         shutil.rmtree(folder / "params")
+    elif how == "flipped params":
+        path = max((p for p in (folder / "params").rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize(("how", "message"), [
     ("no sidecar", "has no model.json"), ("bad json", "is not valid JSON"),
     ("other format", "is not a hwgpt-jax-dense-model sidecar"),
-    ("edited arrays", "do not match the sha256"), ("wrong arch id", "does not match its arch"),
-    ("no params", "cannot restore the dense parameters")])
+    ("edited arrays", "model.json does not match its sidecar_sha256"),
+    ("wrong arch id", "model.json does not match its sidecar_sha256: a field was edited"),
+    ("no params", r"params/.* is missing; the folder is damaged"),
+    ("flipped params", "does not match its recorded sha256")])
 def test_loading_a_corrupt_folder_fails_clearly(exported, tmp_path, how, message):
     import shutil
 

@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from hwgpt_jax import costs
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import main
 from hwgpt_jax.files import read_table_metadata
 from hwgpt_jax.profile import (
@@ -18,7 +20,6 @@ from hwgpt_jax.profile import (
     Profiler,
     parts_dir,
     profile_archs,
-    read_arch_file,
 )
 from hwgpt_jax.space import get_space
 
@@ -196,7 +197,7 @@ def test_cli_profiles_an_arch_file(tmp_path, capsys):
     archs_path.write_text(capsys.readouterr().out)
     out = tmp_path / "cli.parquet"
     assert main(PROFILE_ARGS + ["--archs", str(archs_path), "--out", str(out)]) == 0
-    expected = read_arch_file(archs_path, SPACE)
+    expected = read_arch_file(archs_path, SPACE)[1]
     table = pd.read_parquet(out)
     assert sorted(table["arch_id"].unique()) == sorted(set(SPACE.arch_ids(expected)))
     assert "latency median" in capsys.readouterr().out
@@ -210,7 +211,7 @@ def test_presets_load():
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--reps", "0", "-n", "1"], "reps=0; expected an integer >= 1"),
-    (["-n", "1", "--out", "/dev/null/x.parquet"], "output folder /dev/null does not exist"),
+    (["-n", "1", "--out", "/dev/null/x.parquet"], "/dev/null is not a folder"),
     (["-n", "1", "--seq", "999"], "seq=999 exceeds the tiny block size 256"),
 ])
 def test_cli_bad_input(extra, message, tmp_path, capsys):
@@ -236,3 +237,55 @@ def test_reps_must_be_positive():
         ProfileConfig(reps=0)
     with pytest.raises(ValueError, match="dtype='float64'"):
         ProfileConfig(dtype="float64")
+
+
+def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
+    out = tmp_path / "p.parquet"
+    lock = tmp_path / "p.parquet.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert main(PROFILE_ARGS + ["-n", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"is being written by another run (pid {os.getpid()}" in err and str(lock) in err
+    assert len(err.strip().splitlines()) == 1 and not parts_dir(out).exists()
+
+
+def test_a_stale_lock_is_taken_over_and_released(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now (reuse within the test is vanishingly unlikely)
+    out = tmp_path / "p.parquet"
+    lock = tmp_path / "p.parquet.lock"
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    assert main(PROFILE_ARGS + ["-n", "1", "--out", str(out)]) == 0
+    assert out.is_file() and not lock.exists()
+
+
+def test_empty_arch_list_fails_before_any_work(tmp_path, capsys):
+    archs = tmp_path / "a.json"
+    archs.write_text('{"scale": "tiny", "archs": []}')
+    out = tmp_path / "p.parquet"
+    assert main(PROFILE_ARGS + ["--archs", str(archs), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "the arch list is empty" in captured.err and "profiling" not in captured.err
+    assert not parts_dir(out).exists() and not out.exists()
+    with pytest.raises(ValueError, match="no archs to profile"):
+        profile_archs(SPACE.from_records([]), SPACE, ProfileConfig(), out)
+
+
+def test_ctrl_c_keeps_finished_parts(tmp_path, capsys, monkeypatch):
+    calls = []
+    real = Profiler.measure
+
+    def measure(self, arch):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(self, arch)
+
+    monkeypatch.setattr(Profiler, "measure", measure)
+    out = tmp_path / "p.parquet"
+    assert main(PROFILE_ARGS + ["-n", "3", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("hwgpt profile: interrupted; finished archs are kept; rerun the same "
+                       "command to continue")
+    assert len(list(parts_dir(out).glob("*.parquet"))) == 1
+    assert not (tmp_path / "p.parquet.lock").exists()

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -317,3 +318,144 @@ def test_multihost_launcher_single_process_and_cli(corpus, tmp_path):
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and "already holds checkpoints" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+
+
+# ------------------------------------------------------------------ resume checks, checksums
+TOML = """
+[model]
+scale = "tiny"
+[data]
+corpus = "{corpus}"
+[optim]
+lr = {lr}
+warmup_steps = 1
+[train]
+steps = 4
+batch_size = 2
+seq_len = 16
+eval_every = 0
+eval_windows = 2
+checkpoint_every = 2
+log_every = 1
+num_random_archs = 1
+"""
+
+
+@pytest.fixture()
+def run_copy(reference_run, tmp_path):
+    """A copy of the 4-step reference run (checkpoints at 2 and 4) to change or damage."""
+    import shutil
+
+    shutil.copytree(reference_run[1], tmp_path / "run")
+    return tmp_path / "run"
+
+
+def shard_bytes(run):
+    return {p.name: p.read_bytes() for p in sorted((run / "data").iterdir())}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"lr": "2e-3"}, r"other settings \(optim.lr: 0.001 -> 0.002\)"),
+    ({"corpus": "other"}, r"other settings \(data.corpus: '.*corpus.txt' -> '.*other.txt'\)"),
+])
+def test_resume_refuses_other_settings_and_keeps_the_data(corpus, tmp_path, run_copy, capsys,
+                                                          change, message):
+    from hwgpt_jax.cli import main
+
+    other = tmp_path / "other.txt"
+    other.write_text("\n\n".join(f"doc {i} " + "word " * 200 for i in range(20)))
+    config = tmp_path / "c.toml"
+    config.write_text(TOML.format(corpus=corpus, lr=change.get("lr", "1e-3")))
+    before = shard_bytes(run_copy)
+    argv = ["train", "--config", str(config), "--out", str(run_copy), "--resume",
+            "--steps", "6"] + (["--corpus", str(other)] if "corpus" in change else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and __import__("re").search(message, err), err
+    assert shard_bytes(run_copy) == before
+
+
+def test_resume_refuses_an_edited_corpus_before_touching_the_shards(corpus, run_copy):
+    before, text = shard_bytes(run_copy), Path(corpus).read_text()
+    Path(corpus).write_text(text + "\n\nnew doc")  # same path, other content
+    try:
+        with pytest.raises(ValueError, match=r"corpus of the run .* changed since the "
+                                             r"checkpoint \(\['corpus'\] differ\)"):
+            Trainer(tiny_config(corpus, steps=6), run_copy, resume=True)
+    finally:
+        Path(corpus).write_text(text)
+    assert shard_bytes(run_copy) == before
+
+
+def test_resume_to_fewer_steps_says_so(corpus, run_copy, capsys, tmp_path):
+    from hwgpt_jax.cli import main
+
+    with pytest.raises(ValueError, match=r"at step 4, past train.steps=3; pass --steps above 4"):
+        Trainer(tiny_config(corpus, steps=3), run_copy, resume=True)
+    config = tmp_path / "c.toml"
+    config.write_text(TOML.format(corpus=corpus, lr="1e-3"))
+    assert main(["train", "--config", str(config), "--out", str(run_copy), "--resume"]) == 0
+    assert "already at step 4 = train.steps; nothing to train" in capsys.readouterr().out
+
+
+def _damage(run, how):
+    step = run / "checkpoints" / "4"
+    if how == "flip":
+        files = sorted((p for p in (step / "state").rglob("*") if p.is_file()),
+                       key=lambda p: p.stat().st_size)
+        data = bytearray(files[-1].read_bytes())
+        for i in range(len(data) // 2, len(data) // 2 + 64):
+            data[i] ^= 0xFF
+        files[-1].write_bytes(bytes(data))
+        return str(step)
+    if how == "no_state":
+        import shutil
+
+        shutil.rmtree(step / "state")
+        return str(step)
+    meta = next(p for p in (step / "meta").iterdir() if p.is_file())
+    if how == "garbage_meta":
+        meta.write_text("{not json")
+        return str(step / "meta")
+    info = json.loads(meta.read_text())  # "edited_meta": another valid value
+    info["config"]["optim"]["lr"] = 0.5
+    meta.write_text(json.dumps(info))
+    return str(step)
+
+
+@pytest.mark.parametrize("how", ["flip", "no_state", "garbage_meta", "edited_meta"])
+def test_damaged_checkpoint_is_refused_in_one_line(run_copy, tmp_path, capsys, how):
+    from hwgpt_jax.checkpoints import CheckpointError
+    from hwgpt_jax.cli import main
+
+    where = _damage(run_copy, how)
+    with pytest.raises(CheckpointError) as err:
+        load_trained_params(run_copy)
+    assert where in str(err.value) and "\n" not in str(err.value)
+    out = tmp_path / "quality.parquet"
+    assert main(["evaluate", "--checkpoint", str(run_copy), "-n", "2", "--windows", "2",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert where in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()  # no NaN table from a damaged checkpoint
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(corpus, tmp_path, capsys, monkeypatch):
+    from hwgpt_jax.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(TOML.format(corpus=corpus, lr="1e-3"))
+    real_step = Trainer.step
+
+    def step(self, members=None):
+        if self.step_count == 3:
+            raise KeyboardInterrupt
+        return real_step(self, members)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("hwgpt train: interrupted; the last checkpoint is kept; rerun with "
+                       "--resume to continue")
+    assert not any("Traceback" in line for line in err)
+    assert load_trained_params(tmp_path / "run")[1]["step"] == 2

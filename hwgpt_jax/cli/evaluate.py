@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import CliError
 from hwgpt_jax.evaluate import evaluate_checkpoint
-from hwgpt_jax.profile import arch_file_scale, check_output_path, read_arch_file
-from hwgpt_jax.space import SPACES, Arch, get_space
+from hwgpt_jax.files import check_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,21 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="archs evaluated together in one compiled call")
     parser.add_argument("--data-dir", help="token shards (default: the run's data folder)")
     parser.add_argument("--out", required=True, help="output parquet file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=run)
-
-
-def _read_archs(path: str) -> tuple[str, Arch]:
-    """Archs of the scale the file names; a bare list of records is tried on every scale."""
-    scale = arch_file_scale(path)
-    if scale is not None:
-        return scale, read_arch_file(path, get_space(scale))
-    errors = []
-    for name in SPACES:
-        try:
-            return name, read_arch_file(path, get_space(name))
-        except ValueError as err:
-            errors.append(f"{name}: {err}")
-    raise CliError(f"archs in {path} fit no search space ({'; '.join(errors)})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
-    check_output_path(args.out)  # fail before loading the checkpoint
+    check_output(args.out, overwrite=args.overwrite)  # fail before loading the checkpoint
     archs, scale = None, None
     if args.archs:
-        scale, archs = _read_archs(args.archs)
+        scale, archs = read_arch_file(args.archs)
     total = len(archs) if archs is not None else args.n
     bars: list[tqdm] = []  # opened at the first result, so errors print without a bar
 

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--pareto {str(source)!r}: expected a .parquet table")
     if args.archs and source.suffix == ".parquet":
         raise CliError(f"--archs {str(source)!r} is a parquet table; use --pareto")
+    from hwgpt_jax.files import check_output
+
+    # an existing folder may gain more exports; the same arch is refused without --overwrite
+    check_output(args.out, overwrite=True, folder=True)
     objectives = None
     if args.objectives:
         objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output, read_parquet_checked
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, from_table, load_presets
@@ -51,8 +52,11 @@ def read_data(paths: list[str], metrics: list[str] | None) -> list[MetricData]:
             items = load_published(path, metrics or ["perplexity", "latency", "energy",
                                                      "memory", "accuracy"])
         elif path.suffix in (".parquet", ".csv"):
-            table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            items = from_table(table, metrics)
+            table = read_parquet_checked(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            try:
+                items = from_table(table, metrics)
+            except ValueError as err:
+                raise CliError(f"--data {name}: {err}") from None
             if not metrics:
                 items = [d for d in items if d.metric in DEFAULT_METRICS]
         else:
@@ -72,13 +76,25 @@ def _configs(args: argparse.Namespace) -> dict[str, SurrogateConfig]:
         "quality": default_config("perplexity"), "hardware": default_config("latency")}
     overrides = {k: v for k, v in (("seed", args.seed), ("max_steps", args.max_steps))
                  if v is not None}
-    return {name: dataclasses.replace(config, **overrides) for name, config in presets.items()}
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CliError(f"--max-steps {args.max_steps}: expected a positive integer")
+    configs = {}
+    for name, config in presets.items():
+        config = dataclasses.replace(config, **overrides)
+        # Training runs in chunks of eval_every steps (validation between chunks): a smaller
+        # max_steps shrinks the chunk, a larger one must be a whole number of chunks.
+        if config.max_steps < config.eval_every:
+            config = dataclasses.replace(config, eval_every=config.max_steps)
+        elif config.max_steps % config.eval_every:
+            raise CliError(f"max_steps {config.max_steps} ({name}): expected at most or a "
+                           f"multiple of eval_every {config.eval_every} (steps between "
+                           f"validations)")
+        configs[name] = config
+    return configs
 
 
 def _fit(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CliError(f"--out {out} exists; pass --overwrite to replace it")
+    out = check_output(args.out, overwrite=args.overwrite, folder=True)
     data = read_data(args.data, args.metrics)
     configs = _configs(args)
     with tqdm(total=len(data), desc="fit", unit="surrogate") as bar:
@@ -87,7 +103,7 @@ def _fit(args: argparse.Namespace) -> int:
             bar.update(1)
 
         bench = Benchmark.fit(data, configs, keep_tables=not args.no_tables, progress=progress)
-    bench.save(out, overwrite=args.overwrite)
+    bench.save(out, overwrite=args.overwrite or out.is_dir())  # checked: replaceable
     print(f"{'key':<26} {'unit':<5} {'archs':>6} {'obs':>7} {'steps':>5} {'E90':>8}")
     for key, surrogate in bench.surrogates.items():
         spec = surrogate.spec

@@ -9,16 +9,16 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.profile import (
     DTYPES,
     ProfileConfig,
     check_config,
-    check_output_path,
     parts_dir,
     profile_archs,
-    read_arch_file,
 )
 from hwgpt_jax.space import SPACES, get_space
 
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=DTYPES, help="compute dtype (default float32)")
     parser.add_argument("--init-seed", type=int, help="seed of the random weights (default 0)")
     parser.add_argument("--out", required=True, help="output parquet file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=run)
 
 
@@ -53,24 +54,31 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
 
 def run(args: argparse.Namespace) -> int:
     space = get_space(args.scale)
+    check_output(args.out, overwrite=args.overwrite)  # fail before any work
     config = config_from_args(args)
     if args.archs:
-        archs = read_arch_file(args.archs, space)
+        archs = read_arch_file(args.archs, space)[1]
     else:
         if args.n < 1:
             raise CliError(f"-n {args.n}: expected a positive number of archs")
         archs = space.sample_unique(jax.random.key(args.seed), args.n)
     check_config(space, config)
-    check_output_path(args.out)  # fail before the progress bar appears
     n_unique = len(set(space.arch_ids(archs)))
     resumed = parts_dir(args.out).is_dir()
-    with tqdm(total=n_unique, desc="profiling", unit="arch") as bar:
-        def on_arch(arch_id: str, latency_ms: float | None) -> None:
-            if latency_ms is not None:
-                bar.set_postfix(last=f"{latency_ms:.2f} ms")
-            bar.update(1)
+    bars: list[tqdm] = []  # opened at the first arch: a refused run (lock) prints no bar
 
+    def on_arch(arch_id: str, latency_ms: float | None) -> None:
+        if not bars:
+            bars.append(tqdm(total=n_unique, desc="profiling", unit="arch"))
+        if latency_ms is not None:
+            bars[0].set_postfix(last=f"{latency_ms:.2f} ms")
+        bars[0].update(1)
+
+    try:
         table = profile_archs(archs, space, config, args.out, on_arch=on_arch)
+    finally:
+        for bar in bars:
+            bar.close()
     latency = table.loc[table["metric"] == "latency", "value"]
     device = table["device"].iloc[0]
     note = " (resumed)" if resumed else ""

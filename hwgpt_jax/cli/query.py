@@ -9,10 +9,10 @@ from pathlib import Path
 import jax
 import pandas as pd
 
+from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import write_atomic, write_parquet_atomic
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.files import check_output, write_atomic, write_parquet_atomic
 from hwgpt_jax.surrogates import MODES
 
 
@@ -32,23 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ground-truth", action="store_true",
                         help="return measurements where the saved tables have the arch")
     parser.add_argument("--out", required=True, help="output table (.parquet or .csv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_query)
-
-
-def read_archs(path: str, space: SearchSpace) -> Arch:
-    """Archs from a JSON file (`SearchSpace.to_json`) or a table / text file of arch ids."""
-    file = Path(path)
-    if not file.is_file():
-        raise CliError(f"--archs file {path!r} does not exist")
-    if file.suffix == ".json":
-        return space.from_json(file.read_text())
-    if file.suffix in (".csv", ".parquet"):
-        table = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
-        if "arch_id" not in table.columns:
-            raise CliError(f"--archs table {path!r} has no arch_id column")
-        return space.from_ids(table["arch_id"].astype(str).tolist())
-    ids = [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    return space.from_ids(ids)
 
 
 def write_table(frame: pd.DataFrame, path: Path, metadata: dict) -> None:
@@ -68,10 +53,13 @@ def write_table(frame: pd.DataFrame, path: Path, metadata: dict) -> None:
 
 
 def _query(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix not in (".parquet", ".csv"):
+        raise CliError(f"--out {args.out!r} must end in .parquet or .csv")
+    check_output(args.out, overwrite=args.overwrite)
     bench = Benchmark.load(args.surrogates)
     space = bench.space
     if args.archs:
-        archs = read_archs(args.archs, space)
+        archs = read_arch_file(args.archs, space)[1]
     else:
         if args.n is None or args.n < 1:
             raise CliError(f"-n {args.n} must be a positive integer")

@@ -29,7 +29,8 @@ from hwgpt_jax.presets import resolve_preset
 
 DEFAULTS = {"algorithm": "nsga2", "budget": 2048, "seeds": 1, "scale": None,
             "population": 256, "model_batch": 8, "mode": "median", "ref_point": 1.0,
-            "constraint": [], "checkpoint": None, "val_windows": 8, "export": 0}
+            "constraint": [], "checkpoint": None, "val_windows": 8, "export": 0,
+            "overwrite": False}
 DEFAULT_SCALE = "tiny"
 
 
@@ -64,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="export K Pareto archs as dense checkpoints into <out>/export "
                              "(needs --checkpoint)")
     parser.add_argument("--out", help="output folder")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace the files of an existing --out")
     parser.set_defaults(func=_search)
 
 
@@ -93,6 +96,9 @@ def _options(args: argparse.Namespace) -> dict:
                            f"{'positive' if name == 'val_windows' else 'non-negative'} integer")
     if options["export"] and not options["checkpoint"]:
         raise CliError("--export needs --checkpoint (the supernet whose weights are exported)")
+    from hwgpt_jax.files import check_output
+
+    check_output(options["out"], overwrite=bool(options["overwrite"]), folder=True)
     return options
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from tqdm import tqdm
 
 from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.files import check_output
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.train import Trainer
 
@@ -34,7 +34,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    out = Path(args.out)
+    # an existing run is refused by the Trainer unless --resume; check writability first
+    out = check_output(args.out, resume=True, folder=True)
     bars: list[tqdm] = []  # the tokenizing bar appears only if the corpus is tokenized
 
     def on_prepare(done: int, total: int) -> None:
@@ -47,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    if trainer.step_count >= cfg.train.steps:
+        trainer.close()
+        print(f"{out}: the checkpoint is already at step {trainer.step_count} = train.steps; "
+              f"nothing to train (pass a larger --steps to continue)")
+        return 0
     with tqdm(total=cfg.train.steps, initial=trainer.step_count, desc="training",
               unit="step") as bar:
         def on_metrics(metrics: dict) -> None:
@@ -56,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
             if "val_ppl/largest" in metrics:
                 bar.write(json.dumps({k: round(v, 2) for k, v in metrics.items()
                                       if k.startswith("val_ppl") or k == "step"}))
-        last = trainer.run(on_metrics=on_metrics)
-    trainer.close()
+        try:
+            last = trainer.run(on_metrics=on_metrics)
+        finally:  # Ctrl-C included: let a checkpoint being written finish
+            trainer.close()
     summary = {k: v for k, v in last.items() if k.startswith(("step", "val_ppl", "loss"))}
     print(json.dumps({"out": str(out), **summary}))
     return 0

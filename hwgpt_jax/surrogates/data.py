@@ -111,7 +111,20 @@ def from_table(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> lis
         raise ValueError(f"table lacks column(s) {missing}; expected {list(TABLE_COLUMNS)}")
     table = table.assign(device=table["device"].fillna("").astype(str),
                          unit=table["unit"].fillna("").astype(str))
-    table = table[table["value"].notna()]
+    if table.empty:
+        raise ValueError(f"table has no rows; expected observations with columns "
+                         f"{list(TABLE_COLUMNS)}")
+    values = pd.to_numeric(table["value"], errors="coerce")
+    infinite = np.isinf(values.to_numpy(np.float64))
+    if infinite.any():
+        row = table[infinite].iloc[0]
+        raise ValueError(f"table has {int(infinite.sum())} infinite value(s), e.g. "
+                         f"{row['value']} for {metric_key(row['metric'], row['device'])} of "
+                         f"{row['arch_id']}; expected finite measurements (NaN for missing)")
+    if values.isna().all():
+        raise ValueError(f"all {len(table)} values of the table are missing (NaN); nothing "
+                         f"to fit")
+    table = table[values.notna()]
     scales = sorted(table["scale"].astype(str).unique())
     if len(scales) != 1:
         raise ValueError(f"table mixes scales {scales}; fit one scale at a time")

@@ -1,7 +1,9 @@
 """Saving and loading a set of surrogates (and measured tables) as one folder.
 
 Layout: `benchmark.json` (sidecar: format, scale, encoding version, package versions, every
-surrogate's spec with metric, device, unit, encoding and data hash, a sha256 of all arrays),
+surrogate's spec with metric, device, unit, encoding and data hash, a sha256 of all arrays,
+a sha256 per file of `state/` and `tables.npz`, and `sidecar_sha256` over all of its own
+fields),
 `state/` (an orbax StandardCheckpointer checkpoint of every surrogate's arrays) and, if tables
 are kept, `tables.npz` (genes and observations per key; read with allow_pickle=False).
 The folder is written under a temporary sibling name and renamed into place, so a reader
@@ -25,13 +27,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
-from hwgpt_jax.files import atomic_folder, read_sidecar
+from hwgpt_jax.files import (
+    atomic_folder,
+    check_folder_sha256s,
+    check_sidecar_seal,
+    folder_sha256s,
+    read_sidecar,
+    seal_sidecar,
+)
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
 
 FORMAT = "hwgpt-jax-benchmark"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sidecar carries its own sha256 (files.seal_sidecar)
 SIDECAR = "benchmark.json"
 
 
@@ -51,7 +60,9 @@ def save_benchmark(surrogates: Iterable[Surrogate], tables: Sequence[MetricData]
                 arrays[f"genes_{i}"] = get_space(table.scale).genes(table.archs).astype(np.int8)
                 arrays[f"observations_{i}"] = table.observations
             np.savez(tmp / "tables.npz", **arrays)
-        sidecar = _sidecar(surrogates, tables, states)
+        # every file written so far (state/, tables.npz), checked before a load opens them
+        files = folder_sha256s(tmp)
+        sidecar = seal_sidecar({**_sidecar(surrogates, tables, states), "files_sha256": files})
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n")
 
     return atomic_folder(Path(directory), overwrite, write)
@@ -71,6 +82,7 @@ def load_benchmark(directory: Path) -> tuple[list[Surrogate], list[MetricData]]:
             raise ValueError(f"{directory}: surrogate {spec.key} has scale {spec.scale!r} / "
                              f"encoding version {spec.encoding_version}, expected "
                              f"{space.scale!r} / {ENCODING_VERSION}")
+    check_folder_sha256s(directory, sidecar["files_sha256"])  # before orbax opens them
     target = {f"surrogate_{i:03d}": _abstract_state(
         spec.state_shapes(ENCODINGS[spec.encoding][1](space))) for i, spec in enumerate(specs)}
     try:
@@ -96,10 +108,11 @@ def _read_sidecar(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path} was written with encoding version "
                          f"{sidecar.get('encoding_version')}, this version uses "
                          f"{ENCODING_VERSION}: refit the surrogates")
-    missing = [k for k in ("scale", "surrogates", "state_sha256", "tables")
+    missing = [k for k in ("scale", "surrogates", "state_sha256", "tables", "files_sha256")
                if k not in sidecar]
     if missing:
         raise ValueError(f"{path} lacks field(s) {missing}")
+    check_sidecar_seal(path, sidecar)
     return sidecar
 
 
