@@ -1,9 +1,11 @@
 """The packaged published HW-GPT-Bench benchmark and HW-GPT-Bench's own API on top of it."""
 
+import json
 import shutil
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from hwgpt_jax.api import HWGPT
@@ -146,3 +148,24 @@ def test_flops_and_params_equal_the_published_counts(api, published):
     counts = api.query_many(configs, metric="params") | api.query_many(configs, metric="flops")
     np.testing.assert_array_equal(counts["params"], arrays["params"][:50])
     np.testing.assert_array_equal(counts["flops"], arrays["flops"][:50])
+
+
+def test_cli_query_and_search_on_the_published_benchmark(tmp_path, capsys):
+    from hwgpt_jax.cli import main
+
+    archs = tmp_path / "archs.json"
+    space = Benchmark.published("m").space
+    archs.write_text(json.dumps(space.to_hwgpt(space.sample(jax.random.key(3), 4))))
+    out = tmp_path / "q.csv"
+    assert main(["query", "--published", "m", "--archs", str(archs), "--metrics",
+                 "perplexity", "energy:a6000", "--out", str(out)]) == 0
+    table = pd.read_csv(out, comment="#")
+    assert len(table) == 4 and {"perplexity", "energy:a6000"} <= set(table.columns)
+    assert main(["search", "--published", "s", "--objectives", "perplexity,energy:a6000",
+                 "--algorithm", "random_search", "--budget", "32", "--population", "16",
+                 "--out", str(tmp_path / "search")]) == 0
+    pareto = pd.read_parquet(tmp_path / "search" / "pareto.parquet")
+    assert len(pareto) >= 1 and pareto["energy:a6000"].gt(0).all()
+    assert main(["search", "--published", "s", "--surrogates", str(tmp_path), "--objectives",
+                 "perplexity", "--out", str(tmp_path / "x")]) == 2
+    assert "give one" in capsys.readouterr().err

@@ -14,14 +14,19 @@ from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import CliError
 from hwgpt_jax.files import check_output, write_atomic, write_parquet_atomic
 from hwgpt_jax.surrogates import MODES
+from hwgpt_jax.surrogates.packaged import SCALES as PUBLISHED_SCALES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("query", help="predict metrics of archs with surrogates")
-    parser.add_argument("--surrogates", required=True, help="folder written by `hwgpt fit`")
+    bench = parser.add_mutually_exclusive_group(required=True)
+    bench.add_argument("--surrogates", help="folder written by `hwgpt fit`")
+    bench.add_argument("--published", choices=PUBLISHED_SCALES,
+                       help="the published HW-GPT-Bench benchmark of this scale (packaged)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--archs", help="archs: .json (`hwgpt space sample` output), or a "
-                                        ".txt / .csv / .parquet with arch ids (column arch_id)")
+                                        ".txt / .csv / .parquet with arch ids (column arch_id); "
+                                        "JSON may hold HW-GPT-Bench config dicts")
     source.add_argument("-n", type=int, help="sample N archs uniformly (with --seed)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and sample mode)")
     parser.add_argument("--metrics", nargs="+", required=True,
@@ -34,6 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_query)
+
+
+def load_benchmark_arg(args: argparse.Namespace) -> Benchmark:
+    """The benchmark named by `--published SCALE` or `--surrogates DIR`."""
+    if getattr(args, "published", None):
+        return Benchmark.published(args.published)
+    return Benchmark.load(args.surrogates)
+
+
+def benchmark_source(args: argparse.Namespace) -> str:
+    """How the output's metadata names the benchmark used."""
+    if getattr(args, "published", None):
+        return f"published:{args.published}"
+    return str(Path(args.surrogates).resolve())
 
 
 def write_table(frame: pd.DataFrame, path: Path, metadata: dict) -> None:
@@ -56,7 +75,7 @@ def _query(args: argparse.Namespace) -> int:
     if Path(args.out).suffix not in (".parquet", ".csv"):
         raise CliError(f"--out {args.out!r} must end in .parquet or .csv")
     check_output(args.out, overwrite=args.overwrite)
-    bench = Benchmark.load(args.surrogates)
+    bench = load_benchmark_arg(args)
     space = bench.space
     if args.archs:
         archs = read_arch_file(args.archs, space)[1]
@@ -67,7 +86,7 @@ def _query(args: argparse.Namespace) -> int:
     key = jax.random.key(args.seed) if args.mode == "sample" else None
     frame = bench.query_frame(archs, args.metrics, args.devices, args.mode, key, args.level,
                               args.ground_truth)
-    metadata = {"scale": space.scale, "surrogates": str(Path(args.surrogates).resolve()),
+    metadata = {"scale": space.scale, "surrogates": benchmark_source(args),
                 "metrics": bench.resolve(args.metrics, args.devices), "mode": args.mode,
                 "level": args.level, "seed": args.seed, "ground_truth": args.ground_truth,
                 "units": frame.attrs["units"], "archs": args.archs or f"sample n={args.n}"}

@@ -2,13 +2,14 @@
 
     hwgpt search --surrogates DIR --algorithm nsga2 --objectives perplexity,latency:a100 \
         --budget 10000 --seeds 5 --constraint latency:a100<=20 --out runs/nsga2
-    hwgpt search --preset paper_2obj_energy --surrogates DIR --out runs/x
+    hwgpt search --preset paper_2obj_energy --published s --out runs/x
 
     hwgpt search --checkpoint runs/demo/train --objectives supernet_perplexity,params \
         --val-windows 8 --export 4 --out runs/supernet
 
-`--algorithm all` runs every registered algorithm at the same budget. Without
-`--surrogates` only the analytic objectives `params` and `flops` exist (on `--scale`).
+`--algorithm all` runs every registered algorithm at the same budget. `--published s|m|l`
+searches the packaged published HW-GPT-Bench benchmark instead of a `hwgpt fit` folder.
+Without either, only the analytic objectives `params` and `flops` exist (on `--scale`).
 `--checkpoint RUN` (a `hwgpt train` run folder) adds `supernet_perplexity`: the supernet's
 own perplexity on `--val-windows` validation windows of the run, computed in the search's jit
 call; its scale must be the space's. `--export K` then writes K archs of the Pareto set as
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", help="TOML file of option defaults, or a preset name "
                         "(paper_2obj_energy, paper_3obj, smoke_analytic)")
     parser.add_argument("--surrogates", help="benchmark folder written by `hwgpt fit`")
+    parser.add_argument("--published", choices=("s", "m", "l"),
+                        help="the published HW-GPT-Bench benchmark of this scale (packaged)")
     parser.add_argument("--algorithm", help="an algorithm name, a comma list, or 'all' "
                                             f"(default {DEFAULTS['algorithm']})")
     parser.add_argument("--objectives", help="comma list, e.g. perplexity,latency:a100")
@@ -76,7 +79,7 @@ def _options(args: argparse.Namespace) -> dict:
         path = resolve_preset("search", args.preset)
         with path.open("rb") as handle:
             preset = tomllib.load(handle)
-        known = set(DEFAULTS) | {"objectives", "surrogates", "out"}
+        known = set(DEFAULTS) | {"objectives", "surrogates", "published", "out"}
         unknown = sorted(set(preset) - known)
         if unknown:
             raise CliError(f"preset {args.preset} has unknown key(s) {unknown}; expected "
@@ -105,8 +108,8 @@ def _options(args: argparse.Namespace) -> dict:
 def _space_and_supernet(options: dict, objectives: list[str], constraints: list[str]):
     """(space, surrogate Benchmark or None, supernet_perplexity objective or None, metadata).
 
-    The space comes from --surrogates, else from the checkpoint, else --scale; every source
-    given must agree on the scale.
+    The space comes from --surrogates or --published, else from the checkpoint, else --scale;
+    every source given must agree on the scale.
     """
     import jax
 
@@ -114,6 +117,13 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
 
     bench, supernet, info = None, None, {}
     scales = {}
+    if options.get("surrogates") and options.get("published"):
+        raise CliError("--surrogates and --published both name a benchmark; give one")
+    if options.get("published"):
+        from hwgpt_jax.bench import Benchmark
+
+        bench = Benchmark.published(options["published"])
+        scales["--published"] = bench.space.scale
     if options.get("surrogates"):
         from hwgpt_jax.bench import Benchmark
 
@@ -192,7 +202,9 @@ def _search(args: argparse.Namespace) -> int:
             values = bench.query(jax.tree.map(jax.numpy.asarray, archs), bench.keys())
             return pd.DataFrame({k: jax.numpy.asarray(v) for k, v in values.items()})
     metadata = {"scale": space.scale, "objectives": objectives, "constraints": constraints,
-                "surrogates": options.get("surrogates"), "mode": options["mode"],
+                "surrogates": options.get("surrogates") or (
+                    f"published:{options['published']}" if options.get("published") else None),
+                "mode": options["mode"],
                 "units": _units(bench, problem.metric_names, supernet_info),
                 **supernet_info}
     paths = write_experiment(experiment, options["out"], metadata, extra_metrics=extra)
