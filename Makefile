@@ -20,6 +20,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hwgpt run --out runs/demo
+	@echo "== One query of the packaged published HW-GPT-Bench benchmark (GPT-S space) =="
+	$(BIN)/hwgpt query --published s -n 5 --metrics perplexity latency:rtx2080 energy:a6000 \
+		--out runs/demo/published_query.csv --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
