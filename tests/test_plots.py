@@ -77,3 +77,9 @@ def test_plot_cli_on_published_data(published_path, tmp_path, capsys):
     assert main(["plot", "ecdf", "--data", data, "--metric", "latency:tpu",
                  "--out", str(tmp_path / "x.png")]) == 2
     assert "unknown metric(s) ['latency:tpu']" in capsys.readouterr().err
+    before = out.read_bytes()
+    assert main(["plot", "correlation", "--data", data, "--out", str(out)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["plot", "correlation", "--data", data, "--metrics", "perplexity,latency:a100",
+                 "--out", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() != before

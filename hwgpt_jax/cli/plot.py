@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 
 from hwgpt_jax import plots
 from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output
 from hwgpt_jax.pareto import non_dominated_mask
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData, from_table
@@ -34,26 +36,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ecdf.add_argument("--data", required=True)
     ecdf.add_argument("--metric", required=True, help="a metric key, e.g. latency:a100")
     ecdf.add_argument("--out", required=True)
-    ecdf.set_defaults(func=_ecdf)
+    ecdf.set_defaults(func=_checked(_ecdf, folder=False))
     corr = kinds.add_parser("correlation", help="Kendall correlation heatmap (Figs. 8-16)")
     corr.add_argument("--data", required=True)
     corr.add_argument("--metrics", help="comma-separated keys (default: all)")
     corr.add_argument("--out", required=True)
-    corr.set_defaults(func=_correlation)
+    corr.set_defaults(func=_checked(_correlation, folder=False))
     search = kinds.add_parser("search", help="Pareto fronts and hypervolume of a search run")
     search.add_argument("--results", required=True, help="a `hwgpt search` output folder")
     search.add_argument("--out", required=True, help="folder for the PNGs")
-    search.set_defaults(func=_search)
+    search.set_defaults(func=_checked(_search, folder=True))
     cal = kinds.add_parser("calibration", help="Q-Q calibration of a quantile surrogate (Fig. 5)")
     cal.add_argument("--surrogates", required=True)
     cal.add_argument("--data", required=True, help="observations to check against")
     cal.add_argument("--metric", required=True, help="a metric key, e.g. latency:cpu")
     cal.add_argument("--out", required=True)
-    cal.set_defaults(func=_calibration)
+    cal.set_defaults(func=_checked(_calibration, folder=False))
     pub = kinds.add_parser("published", help="the paper's figures from published measurements")
     pub.add_argument("--data", required=True, help="hwgpt_s_full.npz or hwgpt_m_full.npz")
     pub.add_argument("--out", required=True, help="folder for the PNGs")
-    pub.set_defaults(func=_published)
+    pub.set_defaults(func=_checked(_published, folder=True))
+    for kind in (ecdf, corr, search, cal, pub):
+        kind.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _checked(plot: Callable[[argparse.Namespace], int], folder: bool
+             ) -> Callable[[argparse.Namespace], int]:
+    """`plot` after the output policy's check of --out (files.check_output)."""
+
+    def run(args: argparse.Namespace) -> int:
+        check_output(args.out, overwrite=args.overwrite, folder=folder)
+        return plot(args)
+
+    return run
 
 
 def load_metric_data(path: str) -> list[MetricData]:
