@@ -128,3 +128,10 @@ def test_search_with_overwrite_replaces(tmp_path, capsys):
     assert main(argv) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(argv + ["--overwrite"]) == 0
+
+
+def test_run_refuses_a_folder_that_is_not_a_run_folder(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["run", "--micro", "--out", str(tmp_path)]) == 2
+    assert "is not a `hwgpt run` folder" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

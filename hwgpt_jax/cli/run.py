@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from hwgpt_jax.cli import CliError
+from hwgpt_jax.files import check_output
 from hwgpt_jax.pipeline import Pipeline, RunConfig
 
 STAGES = ("train", "evaluate", "profile", "fit", "search", "verify", "report")
@@ -83,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
                              f"{sorted(ALGORITHMS)} or 'all'")
         changes["algorithms"] = names
     config = factory(**changes)
+    out = Path(args.out)
+    # A run folder (it has stages/) is resumed stage by stage; any other existing, non-empty
+    # folder belongs to something else and is left alone.
+    if out.is_dir() and any(out.iterdir()) and not (out / "stages").is_dir():
+        raise CliError(f"--out {out} exists and is not a `hwgpt run` folder (no stages/); "
+                       f"choose another folder")
+    check_output(out, resume=True, folder=True)
     bars = _Bars()
     try:
         pipeline = Pipeline(config, args.out, fresh=args.fresh, progress=bars)
