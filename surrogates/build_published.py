@@ -29,7 +29,13 @@ from hwgpt_jax.files import write_text_atomic
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import load_presets
-from hwgpt_jax.surrogates.packaged import PACKAGED_ROOT, SCALES, save_packaged, sha256_file
+from hwgpt_jax.surrogates.packaged import (
+    MANIFEST,
+    PACKAGED_ROOT,
+    SCALES,
+    save_packaged,
+    sha256_file,
+)
 
 
 def build_scale(archive: Path, out: Path, configs: dict | None) -> dict:
@@ -70,7 +76,7 @@ def main() -> int:
     manifest = {scale: {name: sha256_file(args.out / scale / name)
                         for name in ("benchmark.json", "surrogates.npz", "measured.npz")}
                 for scale in SCALES if (args.out / scale / "benchmark.json").is_file()}
-    write_text_atomic(args.out / "MANIFEST.json", json.dumps(manifest, indent=1) + "\n")
+    write_text_atomic(args.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return 0
 
 

@@ -72,11 +72,22 @@ def test_ground_truth_in_other_modes_says_what_is_kept(bench_s):
 
 def test_a_damaged_file_is_refused_by_its_checksum(tmp_path):
     shutil.copytree(PACKAGED_ROOT / "s", tmp_path / "s")
+    shutil.copy(PACKAGED_ROOT / "MANIFEST.json", tmp_path / "MANIFEST.json")
     path = tmp_path / "s" / "surrogates.npz"
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"surrogates.npz .*checksum mismatch"):
+        load_packaged("s", tmp_path)
+
+
+def test_an_edited_sidecar_field_is_refused(tmp_path):
+    shutil.copytree(PACKAGED_ROOT / "s", tmp_path / "s")
+    shutil.copy(PACKAGED_ROOT / "MANIFEST.json", tmp_path / "MANIFEST.json")
+    sidecar = tmp_path / "s" / "benchmark.json"
+    sidecar.write_text(sidecar.read_text().replace('"transform": "log"',
+                                                   '"transform": "identity"', 1))
+    with pytest.raises(ValueError, match=r"benchmark.json does not match .*checksum mismatch"):
         load_packaged("s", tmp_path)
 
 

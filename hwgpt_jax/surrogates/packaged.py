@@ -10,6 +10,8 @@ One folder per scale under `hwgpt_jax/assets/published/`:
 - `measured.npz`: the measured archs' genes and, per key, the median of the repeated
   observations of each arch (NaN where the arch was not measured), for `ground_truth=True`.
 
+`MANIFEST.json` beside the folders records the sha256 of every file, the sidecars included.
+
 Plain npz (no orbax) keeps the folder byte-deterministic and its cold load fast; every file
 is checked against its sha256 before use, and arrays are read with `allow_pickle=False`.
 """
@@ -35,6 +37,7 @@ PACKAGED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "published"
 FORMAT = "hwgpt-jax-published-benchmark"
 FORMAT_VERSION = 1
 SIDECAR = "benchmark.json"
+MANIFEST = "MANIFEST.json"  # beside the scale folders: each file's sha256, the sidecar's too
 SCALES = ("s", "m", "l")
 FILES = ("surrogates.npz", "measured.npz")
 
@@ -128,6 +131,16 @@ def _read_checked(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"the packaged published benchmark is missing {path}; "
                                 f"reinstall hwgpt-jax")
+    manifest = directory.parent / MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text())[directory.name][SIDECAR]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        raise ValueError(f"{manifest} is missing or does not list {directory.name}/{SIDECAR}; "
+                         f"reinstall hwgpt-jax") from None
+    if sha256_file(path) != recorded:
+        raise ValueError(f"{path} does not match the sha256 recorded in {manifest} (checksum "
+                         f"mismatch: a field was edited or the file is damaged); reinstall "
+                         f"hwgpt-jax")
     try:
         sidecar = json.loads(path.read_text())
     except json.JSONDecodeError as err:
