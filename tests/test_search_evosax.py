@@ -14,7 +14,7 @@ from hwgpt_jax.pareto import hypervolume, normalization_bounds, normalize_object
 from hwgpt_jax.search import Problem, make_algorithm, run_compiled
 from hwgpt_jax.search.evosax_search import decode, unit_to_genes
 from hwgpt_jax.search.experiment import ExperimentConfig
-from hwgpt_jax.search.objectives import random_mlp_objective
+from hwgpt_jax.search.objectives import analytic_metric, random_mlp_objective
 from hwgpt_jax.space import get_space
 
 SPACE = get_space("tiny")
@@ -136,3 +136,33 @@ def test_cli_runs_an_evosax_strategy(tmp_path):
     assert main(["search", "--objectives", "params,flops", "--scale", "tiny", "--algorithm",
                  "evosax:CMA_ES", "--shaping", "nope", "--budget", "96", "--out",
                  str(tmp_path / "p")]) == 2
+
+
+@pytest.mark.parametrize("strategy", ["DifferentialEvolution", "CMA_ES"])
+def test_constrained_domination_steers_into_the_feasible_region(strategy):
+    """Params at most its 20th percentile over random archs: random search finds ~20 %
+    feasible; constrained shaping must end with mostly feasible generations."""
+    objective = random_mlp_objective(SPACE, seed=0)
+    params = analytic_metric("params", SPACE)
+    bound = float(np.quantile(np.asarray(params(SPACE.sample(jax.random.key(5), 2000), None)),
+                              0.2))
+    problem = Problem(SPACE, lambda arch, key: jnp.concatenate(
+        [objective(arch, key), params(arch, key)[:, None].astype(jnp.float32)], axis=1), 2,
+        constraint_upper=(bound,))
+    algorithm = make_algorithm(f"evosax:{strategy}", SPACE, 2, n_constraints=1,
+                               population_size=POPULATION, archive_size=64)
+    state, result = run_compiled(algorithm, problem, BUDGET, jax.random.key(0))
+    last = result.step == result.step.max()
+    assert result.feasible[last].mean() > 0.6, result.feasible[last].mean()
+    feasible = np.asarray(state.archive_violation) <= 0
+    archived = np.asarray(state.archive_objectives)[feasible]
+    np.testing.assert_allclose(np.unique(archived[_non_dominated(archived)], axis=0),
+                               np.unique(result.objectives[result.pareto_mask()], axis=0))
+
+
+def test_equal_configurations_are_equal():
+    first = make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=16)
+    assert first == make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=16)
+    assert hash(first) == hash(make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=16))
+    assert first != make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=16, shaping="hv")
+    assert first != make_algorithm("evosax:SNES", SPACE, 2, population_size=16)
