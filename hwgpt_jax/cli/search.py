@@ -31,7 +31,7 @@ from hwgpt_jax.presets import resolve_preset
 DEFAULTS = {"algorithm": "nsga2", "budget": 2048, "seeds": 1, "scale": None,
             "population": 256, "model_batch": 8, "mode": "median", "ref_point": 1.0,
             "constraint": [], "checkpoint": None, "val_windows": 8, "export": 0,
-            "overwrite": False}
+            "overwrite": False, "shaping": "nsga2"}
 DEFAULT_SCALE = "tiny"
 
 
@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--published", choices=("s", "m", "l"),
                         help="the published HW-GPT-Bench benchmark of this scale (packaged)")
     parser.add_argument("--algorithm", help="an algorithm name, a comma list, or 'all' "
-                                            f"(default {DEFAULTS['algorithm']})")
+                                            f"(default {DEFAULTS['algorithm']}); "
+                                            "evosax:<Strategy> runs any evosax strategy, "
+                                            "e.g. evosax:CMA_ES")
+    parser.add_argument("--shaping",
+                        help="multi-objective fitness shaping of evosax:<Strategy> algorithms: "
+                             "nsga2, hv or chebyshev (default nsga2)")
     parser.add_argument("--objectives", help="comma list, e.g. perplexity,latency:a100")
     parser.add_argument("--budget", type=int, help="evaluations per run")
     parser.add_argument("--seeds", type=int, help="runs per algorithm (seeds 0..K-1)")
@@ -180,7 +185,8 @@ def _search(args: argparse.Namespace) -> int:
                               seeds=int(options["seeds"]),
                               population_size=int(options["population"]),
                               model_batch_size=int(options["model_batch"]),
-                              ref_point=float(options["ref_point"]))
+                              ref_point=float(options["ref_point"]),
+                              shaping=str(options["shaping"]))
     current: dict = {}  # one bar at a time: (algorithm, seed) -> tqdm
 
     def progress(name: str, seed: int, done: int) -> None:

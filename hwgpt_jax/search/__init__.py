@@ -12,6 +12,8 @@ from typing import Any
 
 from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
 from hwgpt_jax.search.ehvi import EHVI
+from hwgpt_jax.search.evosax_search import PREFIX as EVOSAX_PREFIX
+from hwgpt_jax.search.evosax_search import EvosaxSearch, strategy_names
 from hwgpt_jax.search.local_search import LocalSearch
 from hwgpt_jax.search.lsbo import LSBO
 from hwgpt_jax.search.mo_regularized_evolution import MORegularizedEvolution
@@ -30,16 +32,36 @@ POPULATION_BASED = ("random_search", "mo_regularized_evolution", "nsga2", "local
 MODEL_BASED = ("rsbo", "lsbo", "ehvi")  # GP on a fixed-capacity archive: `max_evaluations`
 
 
+
+
+def check_algorithm_name(name: str) -> None:
+    """Raise a one-line ValueError unless `name` is registered or `evosax:<Strategy>`."""
+    if name.startswith(EVOSAX_PREFIX):
+        if name not in strategy_names():
+            raise ValueError(f"unknown evosax strategy {name!r}; expected one of "
+                             f"{strategy_names()}")
+    elif name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; expected one of {sorted(ALGORITHMS)} "
+                         f"or '{EVOSAX_PREFIX}<Strategy>' (any evosax strategy)")
+
+
 def make_algorithm(name: str, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
                    **config: Any) -> SearchAlgorithm:
-    """Build a registered algorithm by name; `config` are its constructor options."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; expected one of {sorted(ALGORITHMS)}")
+    """Build a registered algorithm by name; `config` are its constructor options.
+
+    `evosax:<Strategy>` (e.g. `evosax:CMA_ES`) wraps that evosax strategy as a multi-objective
+    search (`EvosaxSearch`; options `shaping`, `population_size`, `archive_size`).
+    """
+    check_algorithm_name(name)
+    if name.startswith(EVOSAX_PREFIX):
+        return EvosaxSearch(space, n_objectives, n_constraints,
+                            strategy=name[len(EVOSAX_PREFIX):], **config)
     return ALGORITHMS[name](space, n_objectives, n_constraints, **config)
 
 
 __all__ = [
-    "ALGORITHMS", "EHVI", "LSBO", "MODEL_BASED", "NSGA2", "POPULATION_BASED", "RSBO",
+    "ALGORITHMS", "EHVI", "EVOSAX_PREFIX", "EvosaxSearch", "check_algorithm_name", "strategy_names",
+    "LSBO", "MODEL_BASED", "NSGA2", "POPULATION_BASED", "RSBO",
     "LocalSearch", "MORegularizedEvolution", "Problem", "RandomSearch", "SearchAlgorithm",
     "SearchResult", "build_problem", "make_algorithm", "parse_constraint",
     "random_mlp_objective", "run_compiled", "run_search", "total_violation",

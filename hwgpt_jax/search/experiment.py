@@ -25,7 +25,13 @@ import pandas as pd
 
 from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.pareto import non_dominated_mask, normalization_bounds
-from hwgpt_jax.search import ALGORITHMS, MODEL_BASED, make_algorithm
+from hwgpt_jax.search import (
+    ALGORITHMS,
+    EVOSAX_PREFIX,
+    MODEL_BASED,
+    check_algorithm_name,
+    make_algorithm,
+)
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.runner import (
     SearchResult,
@@ -33,6 +39,7 @@ from hwgpt_jax.search.runner import (
     infeasibility_message,
     run_search,
 )
+from hwgpt_jax.search.shaping import get_shaping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +52,19 @@ class ExperimentConfig:
     population_size: int = 256
     model_batch_size: int = 8  # candidates per ask of the GP-based methods
     ref_point: float = 1.0
+    shaping: str = "nsga2"  # multi-objective fitness shaping of the evosax:<Strategy> methods
 
     def __post_init__(self):
         if self.algorithms == ("all",):
             object.__setattr__(self, "algorithms", tuple(ALGORITHMS))
-        unknown = [a for a in self.algorithms if a not in ALGORITHMS]
+        unknown = [a for a in self.algorithms
+                   if a not in ALGORITHMS and not a.startswith(EVOSAX_PREFIX)]
         if unknown:
             raise ValueError(f"unknown algorithm(s) {unknown}; expected names in "
-                             f"{sorted(ALGORITHMS)} or 'all'")
+                             f"{sorted(ALGORITHMS)}, '{EVOSAX_PREFIX}<Strategy>' or 'all'")
+        for name in self.algorithms:
+            check_algorithm_name(name)  # an unknown evosax strategy lists the strategies
+        get_shaping(self.shaping)
         if self.seeds < 1 or self.budget < 1:
             raise ValueError(f"seeds and budget must be >= 1; got {self.seeds}, {self.budget}")
 
@@ -64,6 +76,9 @@ def algorithm_options(name: str, config: ExperimentConfig) -> dict[str, Any]:
                 "n_initial": max(2 * config.model_batch_size, min(32, config.budget // 4))}
     if name == "local_search":
         return {"batch_size": min(64, config.population_size),
+                "archive_size": max(config.population_size, 64)}
+    if name.startswith(EVOSAX_PREFIX):
+        return {"population_size": config.population_size, "shaping": config.shaping,
                 "archive_size": max(config.population_size, 64)}
     if name == "random_search":
         return {"batch_size": config.population_size}

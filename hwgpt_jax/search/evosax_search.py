@@ -1,0 +1,250 @@
+"""Any evosax strategy as a multi-objective architecture search (`evosax:<StrategyName>`).
+
+evosax (Lange, GECCO 2023) strategies minimize one scalar fitness over real vectors. This
+wrapper gives them (1) a genotype: one real per gene, decoded to choice indices (`decode`),
+and (2) a scalar fitness from the objectives and constraint violation by a multi-objective
+shaping (`hwgpt_jax.search.shaping`: nsga2, hv, chebyshev), computed before evosax's `tell`
+(whose best-solution bookkeeping needs one scalar per candidate).
+
+Selection stays consistent across generations: population-based strategies (SimpleGA, DE,
+PSO, ...) keep earlier members with the fitness they were given then, and a per-generation
+rank is not comparable with it. So the wrapper keeps the raw objectives of the strategy's
+stored members, shapes stored members and new candidates jointly, writes the stored members'
+new shaped fitness into the strategy state, then calls `tell`: every comparison the strategy
+makes (DE's replacement, PSO's personal bests, GA elites) is within one ranking. After
+`tell`, each stored row is matched to the candidate or old member it came from (same index,
+equal vector) to carry its objectives; a row matching neither counts as unevaluated (worst).
+Distribution-based strategies (CMA_ES, SNES, Open_ES, ...) keep no members; the batch alone
+is shaped. A bounded Pareto archive (NSGA-II survival over archive + batch, copies dropped)
+lives beside the strategy state. Everything is jit-able, so the runner's `lax.scan` applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from evosax.algorithms import algorithms as EVOSAX_STRATEGIES  # noqa: N812
+from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
+from flax import struct
+
+from hwgpt_jax.pareto import nsga2_survival
+from hwgpt_jax.search.base import GeneLayout, SearchAlgorithm, duplicate_rows, total_violation
+from hwgpt_jax.search.shaping import SHAPINGS, get_shaping
+from hwgpt_jax.space import Arch, SearchSpace
+
+PREFIX = "evosax:"
+# Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
+# defaults (std_init = 1, GA mutation std 1) then span the box of choices.
+GENOTYPE_SPAN = 4.0
+
+
+def unit_to_genes(unit: jax.Array, space: SearchSpace) -> jax.Array:
+    """(..., G) values in [0, 1) -> canonical int32 choice indices (values outside clip to
+    the first/last choice; genes past the chosen depth are 0)."""
+    cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
+    index = jnp.floor(jnp.nan_to_num(unit, nan=0.0) * cardinality)
+    index = jnp.clip(index, 0, cardinality - 1).astype(jnp.int32)
+    return GeneLayout.of(space).canonical(index)
+
+
+def decode(unit: jax.Array, space: SearchSpace) -> Arch:
+    """(..., G) unit-box genotype -> architectures (via `space.from_genes`)."""
+    return space.from_genes(unit_to_genes(unit, space))
+
+
+def strategy_names() -> list[str]:
+    """Names of the evosax strategies, as `evosax:<name>`."""
+    return [PREFIX + name for name in sorted(EVOSAX_STRATEGIES)]
+
+
+@struct.dataclass
+class State:
+    strategy: Any  # the evosax strategy's state
+    pending: jax.Array  # (P, G) the last asked strategy coordinates
+    member_objectives: jax.Array  # (P, M) raw objectives of the strategy's stored members
+    member_violation: jax.Array  # (P,)
+    archive_genes: jax.Array  # (A, G) int32 canonical
+    archive_objectives: jax.Array  # (A, M); +inf in empty slots
+    archive_violation: jax.Array  # (A,); +inf in empty slots and for copies
+    generation: jax.Array
+
+
+@struct.dataclass
+class Params:
+    strategy: Any  # the evosax strategy's params
+
+
+class EvosaxSearch(SearchAlgorithm):
+    """Multi-objective search driving evosax strategy `strategy` with `population_size`."""
+
+    def __init__(self, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
+                 strategy: str = "CMA_ES", shaping: str = "nsga2", population_size: int = 256,
+                 archive_size: int = 1024):
+        super().__init__(space, n_objectives, n_constraints)
+        if strategy not in EVOSAX_STRATEGIES:
+            raise ValueError(f"unknown evosax strategy {strategy!r}; expected one of "
+                             f"{sorted(EVOSAX_STRATEGIES)}")
+        get_shaping(shaping)
+        if shaping == "hv" and n_objectives not in (2, 3):
+            raise ValueError(f"hv shaping is exact for 2 or 3 objectives only; got "
+                             f"{n_objectives} (use nsga2 or chebyshev shaping)")
+        if population_size < 2 or archive_size < 1:
+            raise ValueError(f"population_size must be >= 2 and archive_size >= 1; got "
+                             f"{population_size}, {archive_size}")
+        self.strategy_name, self.shaping = strategy, shaping
+        self.name = PREFIX + strategy
+        self.population_size = self.batch_size = self.min_budget = population_size
+        self.archive_size = archive_size
+        self._check_strategy()
+
+    def _configuration(self) -> tuple[Any, ...]:
+        return (type(self), self.space, self.n_objectives, self.n_constraints,
+                self.strategy_name, self.shaping, self.population_size, self.archive_size)
+
+    @property
+    def strategy(self) -> Any:
+        """The evosax strategy object (built on demand: it is not part of the hash)."""
+        return EVOSAX_STRATEGIES[self.strategy_name](
+            population_size=self.population_size, solution=jnp.zeros(self.n_genes))
+
+    @property
+    def population_based(self) -> bool:
+        return issubclass(EVOSAX_STRATEGIES[self.strategy_name], PopulationBasedAlgorithm)
+
+    def _check_strategy(self) -> None:
+        """Build the strategy and trace one init/ask/tell; any failure is one line."""
+        try:
+            key = jax.random.key(0)
+            jax.eval_shape(lambda: self._tell(
+                key, jnp.zeros((self.population_size, self.n_genes), jnp.int32),
+                jnp.zeros((self.population_size, self.n_objectives)),
+                jnp.zeros((self.population_size, self.n_constraints)),
+                self._ask(key, self._init(key, self.default_params),
+                          self.default_params)[1], self.default_params))
+        except Exception as error:  # noqa: BLE001 - any evosax failure means "cannot run"
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise ValueError(
+                f"evosax strategy {self.strategy_name!r} cannot run on the {self.n_genes}-gene "
+                f"real genotype with population_size {self.population_size}: {reason}"
+            ) from None
+
+    @property
+    def default_params(self) -> Params:
+        return Params(strategy=self.strategy.default_params)
+
+    def _init(self, key, params):
+        p, a, m = self.population_size, self.archive_size, self.n_objectives
+        strategy, key_strategy, key_x = self.strategy, *jax.random.split(key)
+        if self.population_based:
+            strategy_state = strategy._init(key_strategy, params.strategy)
+            pending = jax.random.uniform(key_x, (p, self.n_genes), minval=-0.5, maxval=0.5)
+            pending = pending * GENOTYPE_SPAN
+        else:
+            strategy_state = strategy.init(key_strategy, jnp.zeros(self.n_genes), params.strategy)
+            pending = jnp.zeros((p, self.n_genes))
+        return State(
+            strategy=_strong(strategy_state), pending=pending,
+            member_objectives=jnp.full((p, m), jnp.inf), member_violation=jnp.zeros((p,)),
+            archive_genes=jnp.zeros((a, self.n_genes), jnp.int32),
+            archive_objectives=jnp.full((a, m), jnp.inf), archive_violation=jnp.full((a,), jnp.inf),
+            generation=jnp.int32(0))
+
+    def _ask(self, key, state, params):
+        strategy = self.strategy
+        if self.population_based:  # generation 0 evaluates the random initial population
+            x, strategy_state = jax.lax.cond(
+                state.generation == 0, lambda: (state.pending, state.strategy),
+                lambda: strategy.ask(key, state.strategy, params.strategy))
+        else:
+            x, strategy_state = strategy.ask(key, state.strategy, params.strategy)
+        genes = unit_to_genes(0.5 + x / GENOTYPE_SPAN, self.space)
+        return genes, state.replace(strategy=_strong(strategy_state), pending=x)
+
+    def _tell(self, key, genes, objectives, constraints, state, params):
+        key_shape, key_tell = jax.random.split(key)
+        objectives = objectives.astype(jnp.float32)
+        violation = total_violation(constraints).astype(jnp.float32)
+        shape = get_shaping(self.shaping)
+        if self.population_based:
+            state = self._tell_members(key_shape, key_tell, objectives, violation, state, params)
+        else:
+            fitness = shape(key_shape, objectives, violation)
+            strategy_state, _ = self.strategy.tell(key_tell, state.pending, fitness,
+                                                   state.strategy, params.strategy)
+            state = state.replace(strategy=_strong(strategy_state))
+        state = self._update_archive(genes, objectives, violation, state)
+        return state.replace(generation=state.generation + 1)
+
+    def _tell_members(self, key_shape, key_tell, objectives, violation, state, params):
+        """Joint shaping of stored members and new candidates, then the strategy's tell."""
+        strategy, p, x = self.strategy, self.population_size, state.pending
+        population_field, fitness_field = _member_fields(state.strategy)
+        fitness = get_shaping(self.shaping)(
+            key_shape, jnp.concatenate([state.member_objectives, objectives]),
+            jnp.concatenate([state.member_violation, violation]))
+        old_fitness, new_fitness = fitness[:p], fitness[p:]
+
+        def first():
+            return strategy.init(key_tell, x, new_fitness, params.strategy)
+
+        def later():
+            reshaped = state.strategy.replace(**{fitness_field: old_fitness})
+            return strategy.tell(key_tell, x, new_fitness, reshaped, params.strategy)[0]
+
+        old_members = getattr(state.strategy, population_field)
+        strategy_state = jax.lax.cond(state.generation == 0, lambda: _strong(first()),
+                                      lambda: _strong(later()))
+        members = getattr(strategy_state, population_field)
+        from_new = jnp.all(members == x, axis=1)
+        from_old = jnp.all(members == old_members, axis=1) & (state.generation > 0)
+        member_objectives = jnp.where(from_new[:, None], objectives, jnp.where(
+            from_old[:, None], state.member_objectives, jnp.inf))
+        member_violation = jnp.where(from_new, violation, jnp.where(
+            from_old, state.member_violation, jnp.inf))
+        return state.replace(strategy=strategy_state, member_objectives=member_objectives,
+                             member_violation=member_violation)
+
+    def _update_archive(self, genes, objectives, violation, state):
+        """Keep the best `archive_size` of archive + batch by NSGA-II survival (copies last)."""
+        all_genes = jnp.concatenate([state.archive_genes, genes])
+        all_objectives = jnp.concatenate([state.archive_objectives, objectives])
+        all_violation = jnp.concatenate([state.archive_violation, violation])
+        copies = duplicate_rows(all_genes, self.cardinality) | ~jnp.all(
+            jnp.isfinite(all_objectives), axis=1)
+        all_violation = jnp.where(copies, jnp.inf, all_violation)
+        keep = nsga2_survival(all_objectives, self.archive_size, violation=all_violation)[0]
+        return state.replace(archive_genes=all_genes[keep], archive_objectives=all_objectives[keep],
+                             archive_violation=all_violation[keep])
+
+
+def archive_front(state: State) -> tuple[np.ndarray, np.ndarray]:
+    """(genes, objectives) of the archive's feasible non-dominated members (NumPy)."""
+    from hwgpt_jax.pareto import non_dominated_mask
+
+    valid = np.asarray(state.archive_violation) <= 0
+    genes, objectives = np.asarray(state.archive_genes)[valid], np.asarray(
+        state.archive_objectives)[valid]
+    if not len(genes):
+        return genes, objectives
+    front = np.asarray(non_dominated_mask(jnp.asarray(objectives)))
+    return genes[front], objectives[front]
+
+
+def _member_fields(strategy_state: Any) -> tuple[str, str]:
+    """The strategy-state fields holding its stored members and their fitness (PSO keeps
+    personal bests apart from the current particles)."""
+    if hasattr(strategy_state, "population_best"):
+        return "population_best", "fitness_best"
+    return "population", "fitness"
+
+
+def _strong(tree: Any) -> Any:
+    """Drop weak types (evosax counters start as Python ints) so `cond`/`scan` types match."""
+    return jax.tree.map(lambda leaf: jnp.array(leaf, dtype=jnp.asarray(leaf).dtype), tree)
+
+
+__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "archive_front", "decode",
+           "strategy_names", "unit_to_genes"]
