@@ -7,40 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from oracles import reference_crowding, reference_ranks
 
 from hwgpt_jax import pareto
-
-# ---------------------------------------------------------------------------------------------
-# NumPy references
-
-
-def reference_ranks(points: np.ndarray) -> np.ndarray:
-    n = len(points)
-    dominates = np.array(
-        [[np.all(points[i] <= points[j]) and np.any(points[i] < points[j]) for j in range(n)]
-         for i in range(n)]
-    ).reshape(n, n)
-    ranks, remaining, front = np.full(n, -1), np.ones(n, bool), 0
-    while remaining.any():
-        in_front = remaining & ~np.any(dominates[remaining], axis=0)
-        ranks[in_front], remaining, front = front, remaining & ~in_front, front + 1
-    return ranks
-
-
-def reference_crowding(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    distance = np.zeros(len(points))
-    for front in np.unique(ranks):
-        members = np.flatnonzero(ranks == front)
-        for m in range(points.shape[1]):
-            order = members[np.lexsort((members, points[members, m]))]
-            values = points[order, m]
-            spread = values[-1] - values[0]
-            distance[order[0]] = distance[order[-1]] = np.inf
-            for k in range(1, len(order) - 1):
-                if spread > 0:
-                    distance[order[k]] += (values[k + 1] - values[k - 1]) / spread
-    return distance
-
 
 # ---------------------------------------------------------------------------------------------
 # Ranks, crowding, selection

@@ -6,44 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from oracles import reference_crowding, reference_ranks
 
 from hwgpt_jax.hypervolume import hypervolume
 from hwgpt_jax.search import shaping
-
-
-def _fronts(objectives: np.ndarray, violation: np.ndarray) -> np.ndarray:
-    """Brute-force constrained non-dominated sorting."""
-    n = len(objectives)
-    feasible = violation <= 0
-
-    def dominates(i, j):
-        if feasible[i] != feasible[j]:
-            return feasible[i]
-        if not feasible[i]:
-            return violation[i] < violation[j]
-        return np.all(objectives[i] <= objectives[j]) and np.any(objectives[i] < objectives[j])
-
-    ranks, left, front = np.full(n, -1), set(range(n)), 0
-    while left:
-        current = [i for i in left if not any(dominates(j, i) for j in left if j != i)]
-        ranks[current] = front
-        left -= set(current)
-        front += 1
-    return ranks
-
-
-def _crowding(objectives: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    distance = np.zeros(len(objectives))
-    for r in np.unique(ranks):
-        members = np.flatnonzero(ranks == r)
-        for m in range(objectives.shape[1]):
-            order = members[np.lexsort((members, objectives[members, m]))]
-            values = objectives[order, m]
-            spread = values[-1] - values[0]
-            distance[order[[0, -1]]] = np.inf
-            if spread > 0 and len(order) > 2:
-                distance[order[1:-1]] += (values[2:] - values[:-2]) / spread
-    return distance
 
 
 def _order_matches(shaped: np.ndarray, *keys: np.ndarray) -> None:
@@ -66,14 +32,14 @@ def _random_problem(seed: int, n: int = 24, m: int = 2, constrained: bool = Fals
                                                   (3, 3, True)])
 def test_nsga2_shaping_orders_by_rank_then_crowding(seed, m, constrained):
     objectives, violation = _random_problem(seed, m=m, constrained=constrained)
-    ranks = _fronts(objectives, violation)
+    ranks = reference_ranks(objectives, violation)
     rank_jax, crowd_jax = shaping.nsga2_ranks_crowding(jnp.asarray(objectives),
                                                        jnp.asarray(violation))
     # Constrained ranks are renumbered densely in JAX; compare the order they induce.
     np.testing.assert_array_equal(np.unique(ranks, return_inverse=True)[1],
                                   np.unique(np.asarray(rank_jax), return_inverse=True)[1])
     feasible = violation <= 0
-    crowding = _crowding(objectives, ranks)
+    crowding = reference_crowding(objectives, ranks)
     np.testing.assert_allclose(np.asarray(crowd_jax)[feasible], crowding[feasible], rtol=1e-5)
     shaped = np.asarray(shaping.nsga2_shaping(jax.random.key(0), jnp.asarray(objectives),
                                               jnp.asarray(violation)))
@@ -97,7 +63,7 @@ def test_hv_shaping_orders_by_rank_then_contribution(seed, m, n):
     objectives = rng.random((n, m)).astype(np.float32)
     objectives[3] = objectives[7]  # a copy: neither adds exclusive volume
     violation = np.zeros(n, np.float32)
-    ranks = _fronts(objectives, violation)
+    ranks = reference_ranks(objectives, violation)
     low, high = objectives.min(0), objectives.max(0)
     normalized = (objectives - low) / (high - low)
     expected = _contributions(normalized.astype(np.float64), ranks, shaping.HV_REFERENCE)
