@@ -14,6 +14,7 @@ from hwgpt_jax import costs
 from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import main
 from hwgpt_jax.files import read_table_metadata
+from hwgpt_jax.presets import find_preset
 from hwgpt_jax.profile import (
     EnergySensor,
     ProfileConfig,
@@ -205,7 +206,7 @@ def test_cli_profiles_an_arch_file(tmp_path, capsys):
 
 def test_presets_load():
     for scale in ("tiny", "s", "m", "l"):
-        config = ProfileConfig.from_toml(f"profile/{scale}.toml")
+        config = ProfileConfig.from_toml(find_preset("profile", scale))
         assert config.seq <= get_space(scale).block_size and config.reps >= 1
 
 

@@ -53,7 +53,7 @@ def host(trainer):
 
 def test_presets_load():
     for scale in ("tiny", "s", "m", "l"):
-        cfg = ExperimentConfig.from_toml(f"train/{scale}.toml")
+        cfg = ExperimentConfig.from_toml(find_preset("train", scale))
         assert cfg.model.scale == scale
         assert cfg.optim.beta2 == 0.95 and cfg.optim.grad_clip == 1.0
     assert ExperimentConfig.from_toml(find_preset("train", "s")).optim.lr == 3.16e-4
