@@ -236,7 +236,6 @@ TWO_DEVICES = textwrap.dedent("""
     import os, sys
     import jax, numpy as np
     from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.presets import find_preset
     from hwgpt_jax.train import Member, Trainer
     assert jax.device_count() == 2, jax.devices()
     corpus, out = sys.argv[1], sys.argv[2]
