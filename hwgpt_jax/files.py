@@ -225,17 +225,20 @@ def check_sidecar_seal(path: str | os.PathLike, info: dict[str, Any]) -> None:
                          f"is damaged")
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def folder_sha256s(folder: str | os.PathLike) -> dict[str, str]:
     """sha256 of every file under `folder`, keyed by its POSIX path relative to `folder`."""
     folder = Path(folder)
-    out = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        out[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return out
+    return {path.relative_to(folder).as_posix(): file_sha256(path)
+            for path in sorted(p for p in folder.rglob("*") if p.is_file())}
 
 
 def check_folder_sha256s(folder: str | os.PathLike, recorded: dict[str, str]) -> None:

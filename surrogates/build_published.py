@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.files import write_text_atomic
+from hwgpt_jax.files import file_sha256, write_text_atomic
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import load_presets
@@ -34,7 +34,6 @@ from hwgpt_jax.surrogates.packaged import (
     PACKAGED_ROOT,
     SCALES,
     save_packaged,
-    sha256_file,
 )
 
 
@@ -46,7 +45,7 @@ def build_scale(archive: Path, out: Path, configs: dict | None) -> dict:
                               progress=lambda key: (bar.set_postfix(key=key), bar.update()))
     seconds = time.perf_counter() - start
     save_packaged(list(bench.surrogates.values()), data, out,
-                  inputs={archive.name: sha256_file(archive)}, overwrite=True)
+                  inputs={archive.name: file_sha256(archive)}, overwrite=True)
     return {"scale": data[0].scale, "keys": len(data), "fit_seconds": round(seconds, 1),
             "bytes": sum(f.stat().st_size for f in out.iterdir())}
 
@@ -73,7 +72,7 @@ def main() -> int:
     licence = args.reference / "LICENSE"
     if licence.is_file():
         shutil.copyfile(licence, args.out / "LICENSE")
-    manifest = {scale: {name: sha256_file(args.out / scale / name)
+    manifest = {scale: {name: file_sha256(args.out / scale / name)
                         for name in ("benchmark.json", "surrogates.npz", "measured.npz")}
                 for scale in SCALES if (args.out / scale / "benchmark.json").is_file()}
     write_text_atomic(args.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")

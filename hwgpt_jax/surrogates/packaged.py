@@ -18,7 +18,6 @@ is checked against its sha256 before use, and arrays are read with `allow_pickle
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ import jax
 import numpy as np
 
 from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
-from hwgpt_jax.files import atomic_folder
+from hwgpt_jax.files import atomic_folder, file_sha256
 from hwgpt_jax.space import get_space
 from hwgpt_jax.surrogates.data import MetricData, split_key
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
@@ -40,14 +39,6 @@ SIDECAR = "benchmark.json"
 MANIFEST = "MANIFEST.json"  # beside the scale folders: each file's sha256, the sidecar's too
 SCALES = ("s", "m", "l")
 FILES = ("surrogates.npz", "measured.npz")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def median_table(data: MetricData) -> np.ndarray:
@@ -78,8 +69,9 @@ def save_packaged(surrogates: Sequence[Surrogate], measured: Sequence[MetricData
                              f"{measured[0].key}; the packaged format shares one")
     arrays = {f"s{i}/{name}": np.asarray(leaf, np.float32)
               for i, s in enumerate(surrogates) for name, leaf in _flatten(s.state)}
+    medians = {d.key: median_table(d).astype(np.float32) for d in measured}
     tables = {"genes": space.genes(archs).astype(np.int8)}
-    tables |= {f"median/{d.key}": median_table(d).astype(np.float32) for d in measured}
+    tables |= {f"median/{key}": values for key, values in medians.items()}
 
     def write(tmp: Path) -> None:
         np.savez(tmp / "surrogates.npz", **arrays)
@@ -88,9 +80,9 @@ def save_packaged(surrogates: Sequence[Surrogate], measured: Sequence[MetricData
                    "encoding_version": ENCODING_VERSION, "inputs": inputs,
                    "surrogates": [s.spec.to_json() for s in surrogates],
                    "measured": [{"key": d.key, "unit": d.unit,
-                                 "n_measured": int((~np.isnan(median_table(d))).sum())}
+                                 "n_measured": int((~np.isnan(medians[d.key])).sum())}
                                 for d in measured],
-                   "sha256": {name: sha256_file(tmp / name) for name in FILES}}
+                   "sha256": {name: file_sha256(tmp / name) for name in FILES}}
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
 
     return atomic_folder(directory, overwrite, write)
@@ -137,7 +129,7 @@ def _read_checked(directory: Path) -> dict[str, Any]:
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
         raise ValueError(f"{manifest} is missing or does not list {directory.name}/{SIDECAR}; "
                          f"reinstall hwgpt-jax") from None
-    if sha256_file(path) != recorded:
+    if file_sha256(path) != recorded:
         raise ValueError(f"{path} does not match the sha256 recorded in {manifest} (checksum "
                          f"mismatch: a field was edited or the file is damaged); reinstall "
                          f"hwgpt-jax")
@@ -155,7 +147,7 @@ def _read_checked(directory: Path) -> dict[str, Any]:
                          f"{ENCODING_VERSION}: rebuild it (surrogates/build_published.py)")
     for name in FILES:
         file = directory / name
-        if not file.is_file() or sha256_file(file) != sidecar["sha256"].get(name):
+        if not file.is_file() or file_sha256(file) != sidecar["sha256"].get(name):
             raise ValueError(f"{file} is missing or does not match the sha256 recorded in "
                              f"{path} (checksum mismatch); reinstall hwgpt-jax")
     return sidecar
