@@ -50,6 +50,41 @@ def test_gp_posterior_equals_numpy_exact_gp_and_ignores_invalid_rows():
     assert residual.mean() < 0.1 and residual.max() < 3 * np.sqrt(noise)
 
 
+def test_hyperparameter_subset_draws_valid_rows_and_is_exact_when_all_fit():
+    valid = jnp.asarray(np.arange(200) % 3 == 0)  # 67 valid rows
+    rows = np.asarray(gaussian_process.fit_subset(jax.random.key(0), valid, 32))
+    assert len(set(rows)) == 32 and np.asarray(valid)[rows].all()
+    rows = np.asarray(gaussian_process.fit_subset(jax.random.key(0), valid, 80))
+    assert set(np.flatnonzero(np.asarray(valid))) <= set(rows)  # every valid row, then fill
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.random((200, 4)), jnp.float32)
+    y = jnp.sin(3 * x[:, :1]) + x[:, 1:2]
+    full = gaussian_process.fit_gp(x, valid, y, n_steps=20)
+    subset = gaussian_process.fit_gp(x, valid, y, n_steps=20, max_fit_rows=80,
+                                     key=jax.random.key(2))
+    np.testing.assert_allclose(np.asarray(subset.log_hypers), np.asarray(full.log_hypers),
+                               atol=1e-4)
+    # The posterior conditions on every row, whatever rows fitted the hyperparameters.
+    small = gaussian_process.fit_gp(x, valid, y, n_steps=20, max_fit_rows=16,
+                                    key=jax.random.key(2))
+    refit = gaussian_process.fit_gp(x, valid, y, n_steps=0, start=small.log_hypers)
+    np.testing.assert_allclose(np.asarray(small.alpha), np.asarray(refit.alpha), atol=1e-4)
+
+
+def test_posterior_mean_of_refitted_targets_shares_the_variance():
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.random((40, 3)), jnp.float32)
+    valid = jnp.ones(40, bool)
+    model = gaussian_process.fit_gp(x, valid, x[:, :2] ** 2, n_steps=5)
+    refit = gaussian_process.refit_targets(model, jnp.sin(x))
+    test = jnp.asarray(rng.random((9, 3)), jnp.float32)
+    mean, variance = gaussian_process.posterior(refit, test)
+    np.testing.assert_allclose(np.asarray(gaussian_process.posterior_mean(refit, test)),
+                               np.asarray(mean), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(variance),
+                               np.asarray(gaussian_process.posterior(model, test)[1]), rtol=1e-6)
+
+
 def test_expected_improvement_matches_closed_form():
     mean, std, best = np.array([0.0, 1.0, -1.0]), np.array([1.0, 0.5, 2.0]), 0.2
     z = (best - mean) / std

@@ -7,7 +7,8 @@ architectures, half one-gene neighbours of the current Pareto set, none already 
 with the subclass's acquisition times the probability of feasibility (Gardner et al.,
 "Bayesian optimization with inequality constraints", ICML 2014), and returns `batch_size`
 distinct candidates. The GP's hyperparameters are warm-started from the previous ask's fit
-(30 Adam steps per ask by default). Objectives are min-max normalized over the evaluated
+(30 Adam steps per ask by default) on at most `fit_rows` random evaluations; the
+posterior conditions on all of them. Objectives are min-max normalized over the evaluated
 architectures before modelling, so scalarization weights and reference points are scale free.
 """
 
@@ -59,13 +60,16 @@ class BayesianOptimization(SearchAlgorithm):
 
     def __init__(self, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
                  batch_size: int = 8, max_evaluations: int = 256, n_initial: int | None = None,
-                 n_candidates: int = 1024, fit_steps: int = 30):
+                 n_candidates: int = 1024, fit_steps: int = 30, fit_rows: int = 128):
         super().__init__(space, n_objectives, n_constraints)
         n_initial = max(2 * batch_size, 8) if n_initial is None else n_initial
         if not 1 <= batch_size <= n_candidates // 2 or n_initial < 1:
             raise ValueError(f"need 1 <= batch_size <= n_candidates / 2 and n_initial >= 1; got "
                              f"batch_size={batch_size}, n_candidates={n_candidates}, "
                              f"n_initial={n_initial}")
+        if fit_rows < 2:
+            raise ValueError(f"fit_rows must be >= 2 (rows of the hyperparameter fit); got "
+                             f"{fit_rows}")
         if max_evaluations < n_initial:
             raise ValueError(f"max_evaluations ({max_evaluations}) must be >= n_initial "
                              f"({n_initial})")
@@ -74,6 +78,7 @@ class BayesianOptimization(SearchAlgorithm):
         self.n_initial = n_initial
         self.n_candidates = n_candidates
         self.fit_steps = fit_steps
+        self.fit_rows = fit_rows
         self.min_budget = batch_size
 
     def _init(self, key, params):
@@ -114,6 +119,7 @@ class BayesianOptimization(SearchAlgorithm):
         return genes, state.replace(log_hypers=log_hypers)
 
     def _model(self, key, state) -> Model:
+        key_fit, key_pool = jax.random.split(key)
         valid = jnp.arange(self.max_evaluations) < state.count
         feasible = valid & (total_violation(state.constraints) <= 0)
         lower = jnp.min(jnp.where(valid[:, None], state.objectives, jnp.inf), axis=0)
@@ -123,8 +129,9 @@ class BayesianOptimization(SearchAlgorithm):
         x = gaussian_process.encode_genes(state.genes, self.cardinality)
         targets = jnp.concatenate([normalized, state.constraints], axis=1)
         model = gaussian_process.fit_gp(x, valid, targets, n_steps=self.fit_steps,
-                                        start=state.log_hypers)
-        pool = self._pool(key, state, normalized, valid)
+                                        start=state.log_hypers, max_fit_rows=self.fit_rows,
+                                        key=key_fit)
+        pool = self._pool(key_pool, state, normalized, valid)
         mean, variance = gaussian_process.posterior(
             model, gaussian_process.encode_genes(pool, self.cardinality))
         margin_mean = mean[:, self.n_objectives:]

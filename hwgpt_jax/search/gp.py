@@ -6,7 +6,10 @@ Exact GP (Rasmussen & Williams, "Gaussian Processes for Machine Learning", 2006,
 by all output columns. Columns are standardized, so one Cholesky factor serves every
 objective and constraint (and every scalarization of them, which is linear in the targets
 for LSBO or refit as new targets for RSBO). Hyperparameters maximize the summed log
-marginal likelihood with Adam. Fixed capacity: rows with `valid == False` are decoupled
+marginal likelihood with Adam; past `max_fit_rows` evaluations the likelihood is taken on a
+random subset of that many rows (the usual subset-of-data estimate of hyperparameters: the
+gradient through a Cholesky costs O(N^3) per Adam step), while the posterior always
+conditions on every row. Fixed capacity: rows with `valid == False` are decoupled
 (unit prior variance, zero cross-covariance, target 0), so shapes never change under jit.
 """
 
@@ -68,12 +71,15 @@ DEFAULT_LOG_HYPERS = (-0.5, 0.0, -4.0)
 
 
 def fit_gp(x: jax.Array, valid: jax.Array, y: jax.Array, n_steps: int = 60,
-           learning_rate: float = 0.05, start: jax.Array | None = None) -> GP:
+           learning_rate: float = 0.05, start: jax.Array | None = None,
+           max_fit_rows: int | None = None, key: jax.Array | None = None) -> GP:
     """Fit hyperparameters (Adam on the marginal likelihood) and condition on the data.
 
     Args:
       x: (N, D) inputs; valid: (N,) bool rows in use; y: (N, K) targets (any scale).
       start: (3,) initial log hyperparameters (e.g. the previous fit's, to warm-start).
+      max_fit_rows: fit the hyperparameters on at most this many valid rows, drawn at
+        random with `key` (all valid rows when there are fewer); None: every row.
     """
     weight = valid.astype(jnp.float32)[:, None]
     count = jnp.maximum(jnp.sum(weight), 1.0)
@@ -81,12 +87,16 @@ def fit_gp(x: jax.Array, valid: jax.Array, y: jax.Array, n_steps: int = 60,
     y_std = jnp.sqrt(jnp.sum(((y - y_mean) * weight) ** 2, axis=0) / count)
     y_std = jnp.where(y_std > 1e-9, y_std, 1.0)
     targets = jnp.where(valid[:, None], (y - y_mean) / y_std, 0.0)
+    fit_x, fit_valid, fit_targets = x, valid, targets
+    if max_fit_rows is not None and max_fit_rows < x.shape[0]:
+        rows = fit_subset(key, valid, max_fit_rows)
+        fit_x, fit_valid, fit_targets = x[rows], valid[rows], targets[rows]
     optimizer = optax.adam(learning_rate)
     loss_grad = jax.grad(_negative_log_likelihood)
 
     def step(carry, _):
         log_hypers, opt_state = carry
-        grads = loss_grad(log_hypers, x, valid, targets)
+        grads = loss_grad(log_hypers, fit_x, fit_valid, fit_targets)
         updates, opt_state = optimizer.update(grads, opt_state)
         log_hypers = jnp.clip(optax.apply_updates(log_hypers, updates),
                               jnp.array([-4.0, -4.0, -12.0]), jnp.array([3.0, 3.0, 1.0]))
@@ -99,17 +109,34 @@ def fit_gp(x: jax.Array, valid: jax.Array, y: jax.Array, n_steps: int = 60,
     return GP(x, valid, chol, alpha, log_hypers, y_mean, y_std)
 
 
+def fit_subset(key: jax.Array, valid: jax.Array, size: int) -> jax.Array:
+    """(size,) row indices: `size` distinct valid rows at random, or every valid row (then
+    invalid ones to fill) when fewer are valid."""
+    noise = jax.random.uniform(key, valid.shape)
+    return jax.lax.top_k(jnp.where(valid, 1.0 + noise, noise), size)[1]
+
+
 def posterior(gp: GP, x_new: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean (P, K) and standardized-unit variance (P,) at new inputs.
 
     The variance of column k in its original units is `variance * y_std[k] ** 2`.
     """
-    cross = matern52(gp.x, x_new, gp.log_hypers[0], gp.log_hypers[1])
-    cross = jnp.where(gp.valid[:, None], cross, 0.0)  # (N, P)
+    cross = _cross(gp, x_new)
     mean = cross.T @ gp.alpha * gp.y_std + gp.y_mean
     solved = jax.scipy.linalg.solve_triangular(gp.cholesky, cross, lower=True)
     variance = jnp.exp(gp.log_hypers[1]) - jnp.sum(solved**2, axis=0)
     return mean, jnp.maximum(variance, 1e-10)
+
+
+def posterior_mean(gp: GP, x_new: jax.Array) -> jax.Array:
+    """Posterior mean (P, K) alone: no triangular solve (the variance does not depend on the
+    targets, so a GP refitted with `refit_targets` shares it with the original)."""
+    return _cross(gp, x_new).T @ gp.alpha * gp.y_std + gp.y_mean
+
+
+def _cross(gp: GP, x_new: jax.Array) -> jax.Array:
+    cross = matern52(gp.x, x_new, gp.log_hypers[0], gp.log_hypers[1])
+    return jnp.where(gp.valid[:, None], cross, 0.0)  # (N, P)
 
 
 def refit_targets(gp: GP, y: jax.Array) -> GP:

@@ -46,8 +46,8 @@ class RSBO(BayesianOptimization):
         scalar = chebyshev(model.normalized, weights, params.rho)  # (C, B)
         scalar_gp = gaussian_process.refit_targets(model.gp, scalar)
         x_pool = gaussian_process.encode_genes(model.pool, self.cardinality)
-        mean, variance = gaussian_process.posterior(scalar_gp, x_pool)  # (P, B), (P,)
-        std = jnp.sqrt(variance)[:, None] * scalar_gp.y_std
+        mean = gaussian_process.posterior_mean(scalar_gp, x_pool)  # (P, B)
+        std = jnp.sqrt(model.pool_variance)[:, None] * scalar_gp.y_std  # same kernel and data
         best = jnp.min(jnp.where(model.feasible[:, None], scalar, jnp.inf), axis=0)
         improvement = gaussian_process.expected_improvement(mean, std, best)
         # With no feasible evaluation yet, chase feasibility alone.
