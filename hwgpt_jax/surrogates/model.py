@@ -10,7 +10,8 @@ Model families (`SurrogateSpec.family`): "linear" (a linear map of the features 
 quantile outputs: the ridge median plus constant gaps), "linear+mlp" (that linear map plus the
 mean of `members` MLPs, each trained on the residual: one member is the "mlp" candidate of the
 model selection, several a deep ensemble) and "mlp" (an MLP alone; files written before
-model selection existed).
+model selection existed). The linear part may also see pair products of a few feature columns
+(`SurrogateSpec.quadratic`, chosen by cross-validation like the rest; empty in older files).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hwgpt_jax.surrogates.conformal import (
     sample_levels,
 )
 from hwgpt_jax.surrogates.data import metric_key
+from hwgpt_jax.surrogates.linear import n_products, ridge_design
 from hwgpt_jax.surrogates.mlp import apply_mlp, monotone_quantiles
 
 MODES = ("median", "quantiles", "interval", "sample")
@@ -56,6 +58,7 @@ class SurrogateSpec:
     fit_report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     family: str = "mlp"  # "mlp", "linear" or "linear+mlp" (module docstring)
     members: int = 1  # MLPs of "linear+mlp" (stacked on a leading axis); 0 for "linear"
+    quadratic: tuple[int, ...] = ()  # feature columns whose pair products the linear part sees
 
     @property
     def key(self) -> str:
@@ -68,13 +71,14 @@ class SurrogateSpec:
     def from_json(cls, data: dict[str, Any]) -> SurrogateSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
-        missing = sorted(fields - set(data) - {"fit_report", "family", "members"})
+        missing = sorted(fields - set(data) - {"fit_report", "family", "members", "quadratic"})
         if unknown or missing:
             raise ValueError(f"surrogate spec has unknown fields {unknown} / lacks {missing}")
         data = dict(data)
         for name in ("levels", "central_levels"):
             data[name] = tuple(float(v) for v in data[name])
         data["hidden"] = tuple(int(v) for v in data["hidden"])
+        data["quadratic"] = tuple(int(v) for v in data.get("quadratic", ()))
         return cls(**data)
 
     def state_shapes(self, n_features: int) -> dict[str, Any]:
@@ -87,7 +91,8 @@ class SurrogateSpec:
             shapes["params"] = [{"w": (*stack, a, b), "b": (*stack, b)}
                                 for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         if self.family in ("linear", "linear+mlp"):
-            shapes["linear"] = {"w": (n_features, len(self.levels)), "b": (len(self.levels),)}
+            rows = n_features + n_products(self.quadratic)
+            shapes["linear"] = {"w": (rows, len(self.levels)), "b": (len(self.levels),)}
         return shapes
 
 
@@ -108,11 +113,11 @@ def base_quantiles(spec: SurrogateSpec, state: dict[str, Any], features: jax.Arr
 def raw_outputs(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
     """The network's raw outputs (N, Q) before the non-crossing map (module docstring).
 
-    `spec` needs `family` and `activation` only, so training can call it before a full spec
-    exists."""
+    `spec` needs `family`, `activation` and `quadratic` only, so training can call it before a
+    full spec exists."""
     if spec.family == "mlp":
         return apply_mlp(state["params"], features, spec.activation)
-    raw = features @ state["linear"]["w"] + state["linear"]["b"]
+    raw = ridge_design(features, spec.quadratic) @ state["linear"]["w"] + state["linear"]["b"]
     if spec.family == "linear+mlp":
         members = jax.vmap(lambda p: apply_mlp(p, features, spec.activation))(state["params"])
         raw = raw + members.mean(0)
