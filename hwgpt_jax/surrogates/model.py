@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from hwgpt_jax.surrogates.conformal import (
     calibrated_quantiles,
@@ -30,7 +31,7 @@ from hwgpt_jax.surrogates.conformal import (
 )
 from hwgpt_jax.surrogates.data import metric_key
 from hwgpt_jax.surrogates.linear import n_products, ridge_design
-from hwgpt_jax.surrogates.mlp import apply_mlp, monotone_quantiles
+from hwgpt_jax.surrogates.mlp import MLP, Dense, apply_mlp, monotone_quantiles
 
 MODES = ("median", "quantiles", "interval", "sample")
 
@@ -104,24 +105,58 @@ class Surrogate:
     spec: SurrogateSpec
     state: dict[str, Any]
 
+    def module(self) -> SurrogateNet:
+        """The uncalibrated network as an NNX module (features -> base quantiles)."""
+        return SurrogateNet(self.spec, self.state)
 
-def base_quantiles(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array) -> jax.Array:
-    """Uncalibrated quantiles on the standardized scale, (N, Q)."""
-    return monotone_quantiles(raw_outputs(spec, state, features), spec.levels.index(0.5))
+
+class SurrogateNet(nnx.Module):
+    """A surrogate's uncalibrated network as one NNX module: features (N, F) -> base quantiles
+    (N, Q) on the standardized scale.
+
+    It holds the linear part (`Dense` over the features and, if `quadratic`, their pair
+    products), the residual MLPs (one `MLP` whose parameters carry the members on a leading
+    axis; their outputs are averaged) and the non-crossing head of `QuantileMLP`. Built from a
+    (spec, state) pair without copying, also on tracers, so a jit-compiled query traces it.
+    `spec` needs `family`, `activation`, `levels` and `quadratic` only, so training can build
+    it before a full spec exists.
+    """
+
+    def __init__(self, spec: Any, state: dict[str, Any]):
+        self.family = spec.family
+        self.quadratic = tuple(getattr(spec, "quadratic", ()))
+        self.median_index = spec.levels.index(0.5)
+        linear = spec.family in ("linear", "linear+mlp")
+        self.linear = nnx.data(Dense(state["linear"]["w"], state["linear"]["b"]) if linear
+                               else None)
+        members = spec.family in ("mlp", "linear+mlp")
+        self.members = nnx.data(MLP.from_params(state["params"], spec.activation) if members
+                                else None)
+
+    def raw(self, features: jax.Array) -> jax.Array:
+        """The raw outputs (N, Q) before the non-crossing map (module docstring)."""
+        if self.family == "mlp":
+            return self.members(features)
+        raw = self.linear(ridge_design(features, self.quadratic))
+        if self.members is not None:
+            activation = self.members.activation
+            outputs = jax.vmap(lambda p: apply_mlp(p, features, activation))(
+                self.members.to_params())
+            raw = raw + outputs.mean(0)
+        return raw
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        return monotone_quantiles(self.raw(features), self.median_index)
+
+
+def base_quantiles(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
+    """Uncalibrated quantiles on the standardized scale, (N, Q): `SurrogateNet`'s output."""
+    return SurrogateNet(spec, state)(features)
 
 
 def raw_outputs(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
-    """The network's raw outputs (N, Q) before the non-crossing map (module docstring).
-
-    `spec` needs `family`, `activation` and `quadratic` only, so training can call it before a
-    full spec exists."""
-    if spec.family == "mlp":
-        return apply_mlp(state["params"], features, spec.activation)
-    raw = ridge_design(features, spec.quadratic) @ state["linear"]["w"] + state["linear"]["b"]
-    if spec.family == "linear+mlp":
-        members = jax.vmap(lambda p: apply_mlp(p, features, spec.activation))(state["params"])
-        raw = raw + members.mean(0)
-    return raw
+    """The network's raw outputs (N, Q) before the non-crossing map (`SurrogateNet.raw`)."""
+    return SurrogateNet(spec, state).raw(features)
 
 
 def to_original(spec: SurrogateSpec, state: dict[str, Any], z: jax.Array) -> jax.Array:
