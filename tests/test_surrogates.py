@@ -30,6 +30,7 @@ from hwgpt_jax.surrogates import (
     split_archs,
 )
 from hwgpt_jax.surrogates.conformal import interpolation_matrix
+from hwgpt_jax.surrogates.io import load_benchmark, save_benchmark
 from hwgpt_jax.surrogates.mlp import QuantileMLP, init_mlp
 from hwgpt_jax.surrogates.model import SurrogateNet, base_quantiles
 
@@ -369,3 +370,22 @@ def test_too_few_archs_to_cross_validate_fit_the_linear_model_and_say_so():
     median = predict(surrogate.spec, surrogate.state, encode(latency.archs, SPACE, "costs"),
                      "median")
     assert np.all(np.isfinite(np.asarray(median)))
+
+
+def test_gp_family_fits_saves_and_loads(tmp_path):
+    """A small key fitted with the GP candidate: its residual GP moves the median toward the
+    data, the calibrated intervals cover fresh archs, and a saved folder loads equal."""
+    latency, _ = synthetic(seed=11, n=600, repeats=2)
+    train, fresh = latency.subset(np.arange(400)), latency.subset(np.arange(400, 600))
+    gp = fit_surrogate(train, SurrogateConfig(family="gp", **SMALL))
+    assert gp.spec.family == "linear+gp" and gp.spec.gp_points == gp.spec.fit_report["n_train"]
+    features = encode(fresh.archs, SPACE, "costs")
+    median = np.asarray(predict(gp.spec, gp.state, features, "median"))
+    truth = forward_flops(fresh.archs, SPACE, 1, 256)  # the noise-free median, up to 1e-8
+    tau = kendalltau(median, truth)[0]
+    assert tau > 0.85, tau
+    assert abs(coverage(gp, fresh, 0.8) - 0.8) < 0.1
+    save_benchmark([gp], [], tmp_path / "b")
+    (loaded,), _ = load_benchmark(tmp_path / "b")
+    np.testing.assert_array_equal(np.asarray(predict(loaded.spec, loaded.state, features,
+                                                     "median")), median)

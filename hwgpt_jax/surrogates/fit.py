@@ -57,6 +57,7 @@ from hwgpt_jax.encoding import (
 from hwgpt_jax.space import SearchSpace, get_space
 from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate
 from hwgpt_jax.surrogates.data import MetricData
+from hwgpt_jax.surrogates.gp_residual import fit_residual_gp
 from hwgpt_jax.surrogates.linear import n_products, ridge_design, ridge_fit
 from hwgpt_jax.surrogates.losses import pinball_loss, squared_error
 from hwgpt_jax.surrogates.mlp import ACTIVATIONS, init_mlp, monotone_quantiles
@@ -92,6 +93,7 @@ class SurrogateConfig:
     val_fraction: float = 0.1
     calib_fraction: float = 0.4  # see the module docstring
     seed: int = 0
+    gp_max_archs: int = 1000  # the "gp" candidate is tried up to this many training archs
 
     def __post_init__(self) -> None:
         checks = {"kind": (self.kind, ("quantile", "mlp")),
@@ -172,15 +174,25 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
     quadratic, column_sets = _column_sets(space, config.encoding)
     selection = select_model(features[train], {t: _arch_median(z)[train] for t, (z, _, _) in
                                                scaled.items()}, _selection_config(config),
-                             families, column_sets, quadratic)
+                             families, column_sets, quadratic, quadratic)
     z, mean, std = scaled[selection.transform]
-    members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size}[selection.family]
+    members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size, "gp": 0}[
+        selection.family]
     design = np.asarray(ridge_design(jnp.asarray(features[train]), selection.quadratic))
     linear = _linear_head(design * selection.columns, z[train], selection.penalty, config)
     family = "linear" if members == 0 else "linear+mlp"
     head = _HeadSpec(family, config.activation, config.levels, selection.quadratic)
     params, report = _train(head, linear, _init_members(config, features.shape[1], members),
                             features, z, parts, config)
+    gp_state, gp_columns = None, ()
+    if selection.family == "gp":  # the GP is conditioned on the training archs, not trained
+        family, gp_columns = "linear+gp", quadratic or tuple(range(features.shape[1]))
+        mid = config.levels.index(0.5)
+        residual = _arch_median(z[train]) - (design @ np.asarray(linear["w"])[:, mid]
+                                             + float(linear["b"][mid]))
+        gp_state = fit_residual_gp(jnp.asarray(features[train][:, list(gp_columns)]),
+                                   jnp.asarray(residual))
+        report["note"] = "best_val_loss is the linear part's; the GP has no training steps"
     spec = SurrogateSpec(
         scale=data.scale, metric=data.metric, device=data.device, unit=data.unit,
         kind=config.kind, levels=config.levels, central_levels=config.central_levels,
@@ -190,10 +202,13 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
         n_observations=int(np.sum(~np.isnan(data.observations))), seed=config.seed,
         fit_report={**report, "selection": selection.report, "cost_features": cost_source(space),
                     "config": _config_json(config)},
-        family=family, members=members, quadratic=selection.quadratic)
+        family=family, members=members, quadratic=selection.quadratic,
+        gp_columns=gp_columns, gp_points=len(train) if gp_state is not None else 0)
     state = {"linear": linear, "target_mean": jnp.float32(mean), "target_std": jnp.float32(std)}
     if members:
         state["params"] = params
+    if gp_state is not None:
+        state["gp"] = gp_state
     calib = parts["calib"]
     base = np.asarray(base_quantiles(spec, state, jnp.asarray(features[calib])))
     state["corrections"] = jnp.asarray(calibrate(base, config.levels, z[calib],
@@ -249,7 +264,7 @@ def _selection_config(config: SurrogateConfig) -> SelectionConfig:
         folds=config.folds, cv_steps=config.cv_steps, ensemble_size=config.ensemble_size,
         penalties=config.penalties, hidden=config.hidden, activation=config.activation,
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        batch_size=config.batch_size, seed=config.seed)
+        batch_size=config.batch_size, seed=config.seed, gp_max_archs=config.gp_max_archs)
 
 
 def _linear_head(x: np.ndarray, z: np.ndarray, penalty: float, config: SurrogateConfig

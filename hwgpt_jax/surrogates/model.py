@@ -12,6 +12,8 @@ mean of `members` MLPs, each trained on the residual: one member is the "mlp" ca
 model selection, several a deep ensemble) and "mlp" (an MLP alone; files written before
 model selection existed). The linear part may also see pair products of a few feature columns
 (`SurrogateSpec.quadratic`, chosen by cross-validation like the rest; empty in older files).
+"linear+gp" adds a Gaussian process on the residual to the median (`gp_residual.py`; for
+keys with few archs).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from hwgpt_jax.surrogates.conformal import (
     sample_levels,
 )
 from hwgpt_jax.surrogates.data import metric_key
+from hwgpt_jax.surrogates.gp_residual import ResidualGP, gp_shapes
 from hwgpt_jax.surrogates.linear import n_products, ridge_design
 from hwgpt_jax.surrogates.mlp import MLP, Dense, apply_mlp, monotone_quantiles
 
@@ -57,9 +60,11 @@ class SurrogateSpec:
     n_observations: int
     seed: int
     fit_report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    family: str = "mlp"  # "mlp", "linear" or "linear+mlp" (module docstring)
+    family: str = "mlp"  # "mlp", "linear", "linear+mlp" or "linear+gp" (module docstring)
     members: int = 1  # MLPs of "linear+mlp" (stacked on a leading axis); 0 for "linear"
     quadratic: tuple[int, ...] = ()  # feature columns whose pair products the linear part sees
+    gp_columns: tuple[int, ...] = ()  # "linear+gp": the GP's input feature columns
+    gp_points: int = 0  # "linear+gp": the GP's training archs
 
     @property
     def key(self) -> str:
@@ -72,7 +77,8 @@ class SurrogateSpec:
     def from_json(cls, data: dict[str, Any]) -> SurrogateSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
-        missing = sorted(fields - set(data) - {"fit_report", "family", "members", "quadratic"})
+        missing = sorted(fields - set(data) - {"fit_report", "family", "members", "quadratic",
+                                                "gp_columns", "gp_points"})
         if unknown or missing:
             raise ValueError(f"surrogate spec has unknown fields {unknown} / lacks {missing}")
         data = dict(data)
@@ -80,6 +86,7 @@ class SurrogateSpec:
             data[name] = tuple(float(v) for v in data[name])
         data["hidden"] = tuple(int(v) for v in data["hidden"])
         data["quadratic"] = tuple(int(v) for v in data.get("quadratic", ()))
+        data["gp_columns"] = tuple(int(v) for v in data.get("gp_columns", ()))
         return cls(**data)
 
     def state_shapes(self, n_features: int) -> dict[str, Any]:
@@ -91,7 +98,9 @@ class SurrogateSpec:
         if self.family in ("mlp", "linear+mlp"):
             shapes["params"] = [{"w": (*stack, a, b), "b": (*stack, b)}
                                 for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        if self.family in ("linear", "linear+mlp"):
+        if self.family == "linear+gp":
+            shapes["gp"] = gp_shapes(self.gp_points, len(self.gp_columns))
+        if self.family in ("linear", "linear+mlp", "linear+gp"):
             rows = n_features + n_products(self.quadratic)
             shapes["linear"] = {"w": (rows, len(self.levels)), "b": (len(self.levels),)}
         return shapes
@@ -126,12 +135,14 @@ class SurrogateNet(nnx.Module):
         self.family = spec.family
         self.quadratic = tuple(getattr(spec, "quadratic", ()))
         self.median_index = spec.levels.index(0.5)
-        linear = spec.family in ("linear", "linear+mlp")
+        linear = spec.family in ("linear", "linear+mlp", "linear+gp")
         self.linear = nnx.data(Dense(state["linear"]["w"], state["linear"]["b"]) if linear
                                else None)
         members = spec.family in ("mlp", "linear+mlp")
         self.members = nnx.data(MLP.from_params(state["params"], spec.activation) if members
                                 else None)
+        self.gp_columns = tuple(getattr(spec, "gp_columns", ()))
+        self.gp = nnx.data(ResidualGP(state["gp"]) if spec.family == "linear+gp" else None)
 
     def raw(self, features: jax.Array) -> jax.Array:
         """The raw outputs (N, Q) before the non-crossing map (module docstring)."""
@@ -143,6 +154,9 @@ class SurrogateNet(nnx.Module):
             outputs = jax.vmap(lambda p: apply_mlp(p, features, activation))(
                 self.members.to_params())
             raw = raw + outputs.mean(0)
+        if self.gp is not None:
+            shift = self.gp(features[..., jnp.asarray(self.gp_columns, jnp.int32)])
+            raw = raw.at[..., self.median_index].add(shift)
         return raw
 
     def __call__(self, features: jax.Array) -> jax.Array:

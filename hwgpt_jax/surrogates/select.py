@@ -1,14 +1,16 @@
 """Per-key model selection by k-fold cross-validation on the training split.
 
 Candidates (see `model.py` for the families): "linear" (ridge on the features, closed form),
-"mlp" (the ridge model plus one MLP trained on its residual) and "ensemble" (the ridge model
+"mlp" (the ridge model plus one MLP trained on its residual), "ensemble" (the ridge model
 plus the mean of several residual MLPs from different seeds: a deep ensemble, Lakshminarayanan
-et al. 2017). The target transform (log or identity, for strictly positive metrics) and the
-ridge penalty are chosen first, by the ridge model's cross-validated score, together with the
-ridge model's features (all of them, or a named subset such as the linear baseline's nine cost
-features: on noisy keys fewer features rank better), with or without the pair products of the
-cost features (`linear.pair_products`: a quadratic cost model); the networks, which see every
-feature,
+et al. 2017) and, for keys with at most `gp_max_archs` training archs, "gp" (the ridge model
+plus a Gaussian process on its residual, `gp_residual.py`). The target transform (log or
+identity, for strictly positive metrics) and the ridge penalty are chosen first, by the ridge
+model's cross-validated score, together with the ridge model's features (all of them, or a
+named subset such as the linear baseline's nine cost features: on noisy keys fewer features
+rank better), with or without the pair products of the cost features
+(`linear.pair_products`: a quadratic cost model); the networks and the GP, which see every
+feature (the GP: the cost features),
 are then cross-validated on the residual of that ridge model. The score is Kendall's tau of
 the per-arch median on each fold's held-out archs, averaged over folds; candidates within
 `TAU_TIE` of the best tau are ranked by their RMSE (standardized target units), and the
@@ -29,12 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hwgpt_jax.surrogates.gp_residual import fit_residual_gp, gp_mean
 from hwgpt_jax.surrogates.linear import kendall_tau, kfold_indices, ridge_design, ridge_fit
 from hwgpt_jax.surrogates.mlp import apply_mlp, init_mlp
 
 TAU_TIE = 1e-3
 MIN_ARCHS_PER_FOLD = 10
-FAMILIES = ("linear", "mlp", "ensemble")
+FAMILIES = ("linear", "mlp", "ensemble", "gp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,7 @@ class SelectionConfig:
     weight_decay: float
     batch_size: int
     seed: int
+    gp_max_archs: int = 1000  # the "gp" candidate only up to this many training archs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,8 @@ class Selection:
 def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
                  config: SelectionConfig, families: tuple[str, ...] = FAMILIES,
                  column_sets: dict[str, np.ndarray] | None = None,
-                 quadratic: tuple[int, ...] = ()) -> Selection:
+                 quadratic: tuple[int, ...] = (), gp_columns: tuple[int, ...] = ()
+                 ) -> Selection:
     """Choose transform, ridge penalty and family for one key.
 
     Args:
@@ -80,6 +85,8 @@ def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
         column_sets: name -> bool mask of ridge features to try (default: all), over the
             columns of `ridge_design(features, quadratic)`: F features, then the products.
         quadratic: the feature columns whose pair products the ridge model may use.
+        gp_columns: the GP's input columns (default: all features); the "gp" candidate is
+            scored only with at most `config.gp_max_archs` archs.
     """
     design = np.asarray(ridge_design(jnp.asarray(features, jnp.float32), quadratic))
     if column_sets is None:
@@ -108,8 +115,19 @@ def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
     transform, columns, penalty = _best(linear_scores)
     y = jnp.asarray(targets[transform], jnp.float32)
     scores = {"linear": linear_scores[(transform, columns, penalty)]}
-    if len(families) > 1:
+    networks = [f for f in families if f in ("mlp", "ensemble")]
+    if networks and len(families) > 1:
         scores.update(_network_cv(x, xr, masks[columns], y, train, val, penalty, config))
+    gp_note = None
+    if "gp" in families and len(families) > 1:
+        if n <= config.gp_max_archs:
+            gp_x = x[:, np.asarray(gp_columns or range(x.shape[1]), np.int32)]
+            scores["gp"] = tuple(float(v) for v in _gp_cv(
+                gp_x, xr * masks[columns], y, jnp.asarray(train), jnp.asarray(val),
+                jnp.float32(penalty)))
+        else:
+            gp_note = f"gp not tried: {n} training archs > gp_max_archs {config.gp_max_archs}"
+    families = tuple(f for f in families if f in scores) or families
     chosen = _best({f: scores[f] for f in families}) if len(families) > 1 else families[0]
     report = {
         "folds": config.folds, "cv_steps": config.cv_steps, "chosen": chosen,
@@ -118,6 +136,8 @@ def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
                                "rmse": s[1]} for (t, c, p), s in linear_scores.items()],
         "candidates": {f: {"kendall_tau": s[0], "rmse": s[1]} for f, s in scores.items()},
     }
+    if gp_note:
+        report["gp"] = gp_note
     return _trimmed(Selection(transform, chosen, penalty, masks[columns], report),
                     features.shape[1], quadratic)
 
@@ -148,6 +168,20 @@ def _ridge_cv(x, y, train, val, penalties):
     per_penalty = jax.vmap(lambda p: jax.vmap(lambda t, v: fold(t, v, p))(train, val))
     taus, errors = per_penalty(penalties)
     return taus.mean(-1), errors.mean(-1)
+
+
+@jax.jit
+def _gp_cv(x, xr, y, train, val, penalty):
+    """Mean tau and RMSE over folds of ridge (on xr) plus a GP on its residual (inputs x)."""
+
+    def fold(tr, va):
+        w, b = ridge_fit(xr[tr], y[tr], penalty)
+        gp = fit_residual_gp(x[tr], y[tr] - (xr[tr] @ w + b))
+        pred = xr[va] @ w + b + gp_mean(gp, x[va])
+        return kendall_tau(pred, y[va]), jnp.sqrt(jnp.mean((pred - y[va]) ** 2))
+
+    taus, errors = jax.vmap(fold)(train, val)
+    return taus.mean(), errors.mean()
 
 
 def _network_cv(x: jax.Array, xr: jax.Array, mask: np.ndarray, y: jax.Array, train: np.ndarray,
