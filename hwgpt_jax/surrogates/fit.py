@@ -15,15 +15,16 @@ and hardware MAPE +2.7 % relative on average (at most +5.6 %, energy:rtx3080), m
 0-2 of benchmarks/validate_surrogates.py; on s (seed 0) tau 0.965 -> 0.963 and MAPE +4.5 %
 relative on average, at most energy:a100 3.5 -> 4.4 %.
 
-The model is chosen per key on the training split only (hwgpt_jax/surrogates/select.py):
-target transform, ridge penalty and family (linear, ridge + residual MLP, deep ensemble) by
-k-fold cross-validated Kendall tau. The linear part is solved in closed form (its quantile
-outputs start as constant gaps from the training residuals' quantiles); the residual MLPs are
-then trained by minibatch Adam(W) on whole archs (all their repeats, pinball loss for quantile
-models), `eval_every` steps per jit-compiled `lax.scan`, keeping the parameters with the best
-validation loss (the linear model alone counts as step 0) and stopping after `patience`
-evaluations without improvement. The fit report records every candidate's scores, the choice
-and where the cost features came from.
+The model is chosen per key on the training split only (hwgpt_jax/surrogates/select.py): target
+transform, ridge penalty, ridge inputs (optionally with pair products of the cost features) and
+family (linear, ridge + residual MLP, deep ensemble, and for small keys ridge + a residual GP
+that is conditioned, not trained) by k-fold cross-validated Kendall tau. The linear part is
+solved in closed form (its quantile outputs start as constant gaps from the training residuals'
+quantiles); the residual MLPs are then trained by minibatch Adam(W) on whole archs (all their
+repeats, pinball loss for quantile models), `eval_every` steps per jit-compiled `lax.scan`,
+keeping the parameters with the best validation loss (the linear model alone counts as step 0)
+and stopping after `patience` evaluations without improvement. The fit report records every
+candidate's scores, the choice and where the cost features came from.
 
 Defaults (`default_config`, = the `default` surrogates preset): SiLU MLPs at learning rate 1e-2
 (they ranked far better than ReLU at 3e-3 on held-out published archs), the `costs` encoding
