@@ -69,9 +69,12 @@ def test_selection_picks_the_linear_model_on_exactly_linear_data():
     y = (x @ rng.normal(size=6)).astype(np.float32)
     y = (y - y.mean()) / y.std()
     selection = select_model(x, {"identity": y}, CONFIG)
-    assert selection.family == "linear"
     candidates = selection.report["candidates"]
-    assert set(candidates) == {"linear", "mlp", "ensemble"}
+    assert set(candidates) == {"linear", "mlp", "ensemble", "gp"}  # gp: 300 <= gp_max_archs
+    # the GP on an exactly zero residual predicts the ridge model's values; which of the two
+    # has the lower RMSE is float noise, but no network may win
+    assert selection.family in ("linear", "gp")
+    assert candidates["gp"]["kendall_tau"] > 0.999
     assert candidates["linear"]["kendall_tau"] > 0.999
     assert selection.penalty == 1e-4  # the weaker penalty fits exact data better
 
@@ -81,10 +84,16 @@ def test_selection_prefers_a_network_on_nonlinear_data_and_reports_the_transform
     x = rng.uniform(-1, 1, size=(600, 2)).astype(np.float32)
     y = np.sin(3 * x[:, 0]) * np.cos(3 * x[:, 1])  # no linear trend at all
     y = ((y - y.mean()) / y.std()).astype(np.float32)
-    config = SelectionConfig(**{**CONFIG.__dict__, "cv_steps": 400, "hidden": (32, 32)})
+    config = SelectionConfig(**{**CONFIG.__dict__, "cv_steps": 400, "hidden": (32, 32),
+                                "gp_max_archs": 100})
     selection = select_model(x, {"identity": y, "other": rng.permutation(y)}, config)
     assert selection.family in ("mlp", "ensemble") and selection.transform == "identity"
     assert len(selection.report["linear_candidates"]) == 4  # 2 transforms x 2 penalties
+    assert "gp not tried: 600 training archs > gp_max_archs 100" in selection.report["gp"]
+    # with the GP allowed, this smooth 2-D function is the GP's: it beats the ridge model
+    gp = select_model(x, {"identity": y}, CONFIG, ("linear", "gp"))
+    assert gp.family == "gp"
+    assert gp.report["candidates"]["gp"]["kendall_tau"] > 0.95
 
 
 def test_too_few_archs_use_the_linear_model_and_say_so():
