@@ -43,7 +43,10 @@ def test_max_steps_is_honoured(tmp_path, capsys):
                  "--max-steps", "150"]) == 2  # default eval_every is 100: not whole chunks
     assert "max_steps 150 (quality): expected at most or a multiple of eval_every 100" in (
         capsys.readouterr().err)
+    # the MLP family, so that there are steps to cap (by default this smooth target of the
+    # parameter count is fitted best by the ridge model with cost-feature products)
+    (tmp_path / "mlp.toml").write_text('[perplexity]\nkind = "mlp"\nfamily = "mlp"\n')
     assert main(["fit", "--data", str(path), "--out", str(tmp_path / "s"),
-                 "--max-steps", "20"]) == 0
+                 "--config", str(tmp_path / "mlp.toml"), "--max-steps", "20"]) == 0
     spec = Benchmark.load(tmp_path / "s").surrogates["perplexity"].spec
     assert spec.fit_report["steps"] == 20

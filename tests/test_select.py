@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from hwgpt_jax.surrogates.linear import kendall_tau, kfold_indices, ridge_fit
+from hwgpt_jax.surrogates.linear import (
+    kendall_tau,
+    kfold_indices,
+    pair_products,
+    ridge_design,
+    ridge_fit,
+)
 from hwgpt_jax.surrogates.select import SelectionConfig, select_model
 
 CONFIG = SelectionConfig(folds=3, cv_steps=50, ensemble_size=2, penalties=(1e-4, 1e-1),
@@ -63,9 +69,12 @@ def test_selection_picks_the_linear_model_on_exactly_linear_data():
     y = (x @ rng.normal(size=6)).astype(np.float32)
     y = (y - y.mean()) / y.std()
     selection = select_model(x, {"identity": y}, CONFIG)
-    assert selection.family == "linear"
     candidates = selection.report["candidates"]
-    assert set(candidates) == {"linear", "mlp", "ensemble"}
+    assert set(candidates) == {"linear", "mlp", "ensemble", "gp"}  # gp: 300 <= gp_max_archs
+    # the GP on an exactly zero residual predicts the ridge model's values; which of the two
+    # has the lower RMSE is float noise, but no network may win
+    assert selection.family in ("linear", "gp")
+    assert candidates["gp"]["kendall_tau"] > 0.999
     assert candidates["linear"]["kendall_tau"] > 0.999
     assert selection.penalty == 1e-4  # the weaker penalty fits exact data better
 
@@ -75,10 +84,16 @@ def test_selection_prefers_a_network_on_nonlinear_data_and_reports_the_transform
     x = rng.uniform(-1, 1, size=(600, 2)).astype(np.float32)
     y = np.sin(3 * x[:, 0]) * np.cos(3 * x[:, 1])  # no linear trend at all
     y = ((y - y.mean()) / y.std()).astype(np.float32)
-    config = SelectionConfig(**{**CONFIG.__dict__, "cv_steps": 400, "hidden": (32, 32)})
+    config = SelectionConfig(**{**CONFIG.__dict__, "cv_steps": 400, "hidden": (32, 32),
+                                "gp_max_archs": 100})
     selection = select_model(x, {"identity": y, "other": rng.permutation(y)}, config)
     assert selection.family in ("mlp", "ensemble") and selection.transform == "identity"
     assert len(selection.report["linear_candidates"]) == 4  # 2 transforms x 2 penalties
+    assert "gp not tried: 600 training archs > gp_max_archs 100" in selection.report["gp"]
+    # with the GP allowed, this smooth 2-D function is the GP's: it beats the ridge model
+    gp = select_model(x, {"identity": y}, CONFIG, ("linear", "gp"))
+    assert gp.family == "gp"
+    assert gp.report["candidates"]["gp"]["kendall_tau"] > 0.95
 
 
 def test_too_few_archs_use_the_linear_model_and_say_so():
@@ -97,3 +112,26 @@ def test_a_smaller_ridge_feature_set_wins_when_the_rest_is_noise():
     assert selection.report["columns"] == "first3"
     np.testing.assert_array_equal(selection.columns, sets["first3"])
     assert len(selection.report["linear_candidates"]) == 4  # 2 sets x 2 penalties
+
+
+def test_pair_products_match_a_loop():
+    x = np.random.default_rng(6).normal(size=(4, 5)).astype(np.float32)
+    got = np.asarray(pair_products(jnp.asarray(x), (1, 3, 4)))
+    want = np.stack([x[:, a] * x[:, b] for i, a in enumerate((1, 3, 4))
+                     for b in (1, 3, 4)[i:]], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert ridge_design(jnp.asarray(x), ()).shape == (4, 5)
+
+
+def test_products_are_chosen_for_a_product_target_and_dropped_otherwise():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(300, 3)).astype(np.float32)
+    sets = {"plain": np.arange(9) < 3, "products": np.ones(9, bool)}  # 3 features + 6 products
+    y = (x[:, 0] * x[:, 1] + 0.1 * x[:, 2]).astype(np.float32)
+    chosen = select_model(x, {"identity": y}, CONFIG, ("linear",), sets, (0, 1, 2))
+    assert chosen.report["columns"] == "products" and chosen.quadratic == (0, 1, 2)
+    assert chosen.columns.shape == (9,)
+    y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+    plain = select_model(x, {"identity": y}, CONFIG, ("linear",), sets, (0, 1, 2))
+    assert plain.report["columns"] == "plain" and plain.quadratic == ()
+    assert plain.columns.shape == (3,)  # the unused product columns are trimmed

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from flax import nnx
 from scipy.stats import kendalltau
 
 from hwgpt_jax.costs import forward_flops, param_count
@@ -27,7 +30,9 @@ from hwgpt_jax.surrogates import (
     split_archs,
 )
 from hwgpt_jax.surrogates.conformal import interpolation_matrix
-from hwgpt_jax.surrogates.model import base_quantiles
+from hwgpt_jax.surrogates.io import load_benchmark, save_benchmark
+from hwgpt_jax.surrogates.mlp import QuantileMLP, init_mlp
+from hwgpt_jax.surrogates.model import SurrogateNet, base_quantiles
 
 SPACE = get_space("tiny")
 SMALL = {"hidden": (32, 32), "max_steps": 600, "eval_every": 100, "batch_size": 256,
@@ -104,6 +109,44 @@ def test_monotone_head_never_crosses():
     q = np.asarray(monotone_quantiles(raw, 4))
     assert np.all(np.diff(q, axis=1) >= 0)
     np.testing.assert_allclose(q[:, 4], np.asarray(raw[:, 4]))
+
+
+def numpy_mlp(params, x):
+    """Oracle forward of a SiLU MLP given as [{"w", "b"}, ...]."""
+    for i, layer in enumerate(params):
+        x = x @ np.asarray(layer["w"]) + np.asarray(layer["b"])
+        if i < len(params) - 1:
+            x = x / (1 + np.exp(-x))
+    return x
+
+
+def test_nnx_modules_match_a_numpy_forward_and_round_trip_their_params():
+    x = np.random.default_rng(8).normal(size=(6, 5)).astype(np.float32)
+    levels = (0.1, 0.5, 0.9)
+    quantile = QuantileMLP((5, 16, 3), levels, "silu", rngs=nnx.Rngs(0))
+    params = quantile.net.to_params()
+    raw = numpy_mlp(params, x)
+    np.testing.assert_allclose(np.asarray(quantile.net(jnp.asarray(x))), raw, rtol=1e-5,
+                               atol=1e-5)
+    q = np.asarray(quantile(jnp.asarray(x)))
+    assert np.all(np.diff(q, axis=1) > 0)
+    np.testing.assert_allclose(q[:, 1], raw[:, 1], rtol=1e-5, atol=1e-5)
+    again = QuantileMLP.from_params(params, levels, "silu")
+    np.testing.assert_array_equal(np.asarray(again(jnp.asarray(x))), q)
+    with pytest.raises(ValueError, match="one output per level"):
+        QuantileMLP.from_params(params, (0.5,), "silu")
+    # the whole network: linear part over features + pair products, plus the members' mean
+    members = jax.vmap(lambda k: init_mlp(k, (5, 8, 3)))(jax.random.split(jax.random.key(1), 2))
+    rng = np.random.default_rng(9)
+    state = {"linear": {"w": jnp.asarray(rng.normal(size=(5 + 3, 3)), jnp.float32),
+                        "b": jnp.zeros(3)}, "params": members}
+    spec = dataclasses.make_dataclass("Head", ["family", "activation", "levels", "quadratic"])(
+        "linear+mlp", "silu", levels, (0, 2))
+    design = np.hstack([x, x[:, [0]] ** 2, x[:, [0]] * x[:, [2]], x[:, [2]] ** 2])
+    member_outputs = [numpy_mlp(jax.tree.map(lambda a, i=i: a[i], members), x) for i in (0, 1)]
+    want = design @ np.asarray(state["linear"]["w"]) + np.mean(member_outputs, axis=0)
+    np.testing.assert_allclose(np.asarray(SurrogateNet(spec, state).raw(jnp.asarray(x))), want,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_fitted_and_calibrated_quantiles_never_cross(fitted):
@@ -327,3 +370,22 @@ def test_too_few_archs_to_cross_validate_fit_the_linear_model_and_say_so():
     median = predict(surrogate.spec, surrogate.state, encode(latency.archs, SPACE, "costs"),
                      "median")
     assert np.all(np.isfinite(np.asarray(median)))
+
+
+def test_gp_family_fits_saves_and_loads(tmp_path):
+    """A small key fitted with the GP candidate: its residual GP moves the median toward the
+    data, the calibrated intervals cover fresh archs, and a saved folder loads equal."""
+    latency, _ = synthetic(seed=11, n=600, repeats=2)
+    train, fresh = latency.subset(np.arange(400)), latency.subset(np.arange(400, 600))
+    gp = fit_surrogate(train, SurrogateConfig(family="gp", **SMALL))
+    assert gp.spec.family == "linear+gp" and gp.spec.gp_points == gp.spec.fit_report["n_train"]
+    features = encode(fresh.archs, SPACE, "costs")
+    median = np.asarray(predict(gp.spec, gp.state, features, "median"))
+    truth = forward_flops(fresh.archs, SPACE, 1, 256)  # the noise-free median, up to 1e-8
+    tau = kendalltau(median, truth)[0]
+    assert tau > 0.85, tau
+    assert abs(coverage(gp, fresh, 0.8) - 0.8) < 0.1
+    save_benchmark([gp], [], tmp_path / "b")
+    (loaded,), _ = load_benchmark(tmp_path / "b")
+    np.testing.assert_array_equal(np.asarray(predict(loaded.spec, loaded.state, features,
+                                                     "median")), median)

@@ -32,6 +32,26 @@ def ridge_fit(x: jax.Array, y: jax.Array, penalty: float | jax.Array) -> tuple[j
     return w, y_mean - mean @ w
 
 
+def pair_products(x: jax.Array, columns: tuple[int, ...]) -> jax.Array:
+    """Products x_i * x_j of the named columns, i <= j (squares included): (..., P), P =
+    c (c + 1) / 2 for c columns. They let the ridge model bend along the cost features
+    (e.g. log FLOPs x embed one-hot: a latency slope per width)."""
+    i, j = np.triu_indices(len(columns))
+    picked = x[..., np.asarray(columns, np.int32)]
+    return picked[..., i] * picked[..., j]
+
+
+def ridge_design(x: jax.Array, quadratic: tuple[int, ...]) -> jax.Array:
+    """The ridge model's inputs: the features, then `pair_products` of `quadratic` (if any)."""
+    if not quadratic:
+        return x
+    return jnp.concatenate([x, pair_products(x, quadratic)], axis=-1)
+
+
+def n_products(quadratic: tuple[int, ...]) -> int:
+    return len(quadratic) * (len(quadratic) + 1) // 2
+
+
 def kendall_tau(prediction: jax.Array, target: jax.Array) -> jax.Array:
     """Kendall's tau-b of two (n,) vectors (ties counted as in scipy's default), O(n^2)."""
     dp = jnp.sign(prediction[:, None] - prediction[None, :])

@@ -10,7 +10,10 @@ Model families (`SurrogateSpec.family`): "linear" (a linear map of the features 
 quantile outputs: the ridge median plus constant gaps), "linear+mlp" (that linear map plus the
 mean of `members` MLPs, each trained on the residual: one member is the "mlp" candidate of the
 model selection, several a deep ensemble) and "mlp" (an MLP alone; files written before
-model selection existed).
+model selection existed). The linear part may also see pair products of a few feature columns
+(`SurrogateSpec.quadratic`, chosen by cross-validation like the rest; empty in older files).
+"linear+gp" adds a Gaussian process on the residual to the median (`gp_residual.py`; for
+keys with few archs).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from hwgpt_jax.surrogates.conformal import (
     calibrated_quantiles,
@@ -28,7 +32,9 @@ from hwgpt_jax.surrogates.conformal import (
     sample_levels,
 )
 from hwgpt_jax.surrogates.data import metric_key
-from hwgpt_jax.surrogates.mlp import apply_mlp, monotone_quantiles
+from hwgpt_jax.surrogates.gp_residual import ResidualGP, gp_shapes
+from hwgpt_jax.surrogates.linear import n_products, ridge_design
+from hwgpt_jax.surrogates.mlp import MLP, Dense, apply_mlp, monotone_quantiles
 
 MODES = ("median", "quantiles", "interval", "sample")
 
@@ -54,8 +60,11 @@ class SurrogateSpec:
     n_observations: int
     seed: int
     fit_report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    family: str = "mlp"  # "mlp", "linear" or "linear+mlp" (module docstring)
+    family: str = "mlp"  # "mlp", "linear", "linear+mlp" or "linear+gp" (module docstring)
     members: int = 1  # MLPs of "linear+mlp" (stacked on a leading axis); 0 for "linear"
+    quadratic: tuple[int, ...] = ()  # feature columns whose pair products the linear part sees
+    gp_columns: tuple[int, ...] = ()  # "linear+gp": the GP's input feature columns
+    gp_points: int = 0  # "linear+gp": the GP's training archs
 
     @property
     def key(self) -> str:
@@ -68,13 +77,16 @@ class SurrogateSpec:
     def from_json(cls, data: dict[str, Any]) -> SurrogateSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
-        missing = sorted(fields - set(data) - {"fit_report", "family", "members"})
+        missing = sorted(fields - set(data) - {"fit_report", "family", "members", "quadratic",
+                                                "gp_columns", "gp_points"})
         if unknown or missing:
             raise ValueError(f"surrogate spec has unknown fields {unknown} / lacks {missing}")
         data = dict(data)
         for name in ("levels", "central_levels"):
             data[name] = tuple(float(v) for v in data[name])
         data["hidden"] = tuple(int(v) for v in data["hidden"])
+        data["quadratic"] = tuple(int(v) for v in data.get("quadratic", ()))
+        data["gp_columns"] = tuple(int(v) for v in data.get("gp_columns", ()))
         return cls(**data)
 
     def state_shapes(self, n_features: int) -> dict[str, Any]:
@@ -86,8 +98,11 @@ class SurrogateSpec:
         if self.family in ("mlp", "linear+mlp"):
             shapes["params"] = [{"w": (*stack, a, b), "b": (*stack, b)}
                                 for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        if self.family in ("linear", "linear+mlp"):
-            shapes["linear"] = {"w": (n_features, len(self.levels)), "b": (len(self.levels),)}
+        if self.family == "linear+gp":
+            shapes["gp"] = gp_shapes(self.gp_points, len(self.gp_columns))
+        if self.family in ("linear", "linear+mlp", "linear+gp"):
+            rows = n_features + n_products(self.quadratic)
+            shapes["linear"] = {"w": (rows, len(self.levels)), "b": (len(self.levels),)}
         return shapes
 
 
@@ -99,24 +114,63 @@ class Surrogate:
     spec: SurrogateSpec
     state: dict[str, Any]
 
+    def module(self) -> SurrogateNet:
+        """The uncalibrated network as an NNX module (features -> base quantiles)."""
+        return SurrogateNet(self.spec, self.state)
 
-def base_quantiles(spec: SurrogateSpec, state: dict[str, Any], features: jax.Array) -> jax.Array:
-    """Uncalibrated quantiles on the standardized scale, (N, Q)."""
-    return monotone_quantiles(raw_outputs(spec, state, features), spec.levels.index(0.5))
+
+class SurrogateNet(nnx.Module):
+    """A surrogate's uncalibrated network as one NNX module: features (N, F) -> base quantiles
+    (N, Q) on the standardized scale.
+
+    It holds the linear part (`Dense` over the features and, if `quadratic`, their pair
+    products), the residual MLPs (one `MLP` whose parameters carry the members on a leading
+    axis; their outputs are averaged) and the non-crossing head of `QuantileMLP`. Built from a
+    (spec, state) pair without copying, also on tracers, so a jit-compiled query traces it.
+    `spec` needs `family`, `activation`, `levels` and `quadratic` only, so training can build
+    it before a full spec exists.
+    """
+
+    def __init__(self, spec: Any, state: dict[str, Any]):
+        self.family = spec.family
+        self.quadratic = tuple(getattr(spec, "quadratic", ()))
+        self.median_index = spec.levels.index(0.5)
+        linear = spec.family in ("linear", "linear+mlp", "linear+gp")
+        self.linear = nnx.data(Dense(state["linear"]["w"], state["linear"]["b"]) if linear
+                               else None)
+        members = spec.family in ("mlp", "linear+mlp")
+        self.members = nnx.data(MLP.from_params(state["params"], spec.activation) if members
+                                else None)
+        self.gp_columns = tuple(getattr(spec, "gp_columns", ()))
+        self.gp = nnx.data(ResidualGP(state["gp"]) if spec.family == "linear+gp" else None)
+
+    def raw(self, features: jax.Array) -> jax.Array:
+        """The raw outputs (N, Q) before the non-crossing map (module docstring)."""
+        if self.family == "mlp":
+            return self.members(features)
+        raw = self.linear(ridge_design(features, self.quadratic))
+        if self.members is not None:
+            activation = self.members.activation
+            outputs = jax.vmap(lambda p: apply_mlp(p, features, activation))(
+                self.members.to_params())
+            raw = raw + outputs.mean(0)
+        if self.gp is not None:
+            shift = self.gp(features[..., jnp.asarray(self.gp_columns, jnp.int32)])
+            raw = raw.at[..., self.median_index].add(shift)
+        return raw
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        return monotone_quantiles(self.raw(features), self.median_index)
+
+
+def base_quantiles(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
+    """Uncalibrated quantiles on the standardized scale, (N, Q): `SurrogateNet`'s output."""
+    return SurrogateNet(spec, state)(features)
 
 
 def raw_outputs(spec: Any, state: dict[str, Any], features: jax.Array) -> jax.Array:
-    """The network's raw outputs (N, Q) before the non-crossing map (module docstring).
-
-    `spec` needs `family` and `activation` only, so training can call it before a full spec
-    exists."""
-    if spec.family == "mlp":
-        return apply_mlp(state["params"], features, spec.activation)
-    raw = features @ state["linear"]["w"] + state["linear"]["b"]
-    if spec.family == "linear+mlp":
-        members = jax.vmap(lambda p: apply_mlp(p, features, spec.activation))(state["params"])
-        raw = raw + members.mean(0)
-    return raw
+    """The network's raw outputs (N, Q) before the non-crossing map (`SurrogateNet.raw`)."""
+    return SurrogateNet(spec, state).raw(features)
 
 
 def to_original(spec: SurrogateSpec, state: dict[str, Any], z: jax.Array) -> jax.Array:
