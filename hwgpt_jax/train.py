@@ -51,7 +51,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from flax import nnx
 from jax import lax
 
 from hwgpt_jax import checkpoints
@@ -59,7 +58,13 @@ from hwgpt_jax import data as data_lib
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.evaluate import batch_windows, window_sums
 from hwgpt_jax.files import write_text_atomic
-from hwgpt_jax.model import Params, Supernet, masked_forward, masked_hidden, slice_embed_dim
+from hwgpt_jax.model import (
+    Params,
+    init_params,
+    masked_forward,
+    masked_hidden,
+    slice_embed_dim,
+)
 from hwgpt_jax.optim import make_optimizer, make_schedule
 from hwgpt_jax.space import Arch, SearchSpace, get_space
 
@@ -337,7 +342,9 @@ class Trainer:
                                 donate_argnums=(0, 1), devices=self.devices)
         self._eval = jax.jit(jax.vmap(window_sums, in_axes=(None, None, None, 0, None)),
                              static_argnums=(4,))
-        params = Supernet(self.space, rngs=nnx.Rngs(params=init_key)).params()
+        # The supernet's state as a dict, drawn from the init key itself (as `Supernet` does
+        # from its rngs), so a seed gives the same run as before the NNX modules.
+        params = init_params(init_key, self.space)
         state = (params, self.tx.init(params))
         self.step_count = 0
         if resume_step is not None:
