@@ -9,6 +9,11 @@ Each checkpoint step (orbax, items `state`, `data`, `meta`) records in its meta:
   tokenizer hash, split seed and fraction) and the sha256 of the token shards.
 `check_resume` compares a new configuration with the recorded one: only `RESUMABLE` fields
 (the length of the run and its logging cadence) may differ.
+
+The `state` item holds the supernet's `nnx.state` as a plain dict (`model.Supernet.params`)
+and the optimizer state; `format_version` in the meta names that layout, and a checkpoint of
+another format is refused with a one-line error. `load_trained_params` is what evaluation,
+export and search read a trained supernet with.
 """
 
 from __future__ import annotations
@@ -21,8 +26,18 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
+
+from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.model import Params, Supernet
+from hwgpt_jax.optim import make_optimizer
+from hwgpt_jax.space import get_space
 
 # Fields a resumed run may change: they do not alter the training trajectory.
+# The layout of the `state` item: 2 = `{"params": Supernet nnx.state as a dict, "opt_state"}`.
+# Checkpoints without the field were written before the NNX supernet (format 1).
+FORMAT_VERSION = 2
+
 RESUMABLE = ("train.steps", "train.log_every", "train.checkpoint_every",
              "train.keep_checkpoints", "train.eval_every")
 
@@ -67,6 +82,12 @@ def restore_meta(manager: ocp.CheckpointManager, folder: Path, step: int) -> dic
     if missing:
         raise CheckpointError(f"checkpoint meta {path} lacks {missing}; it is damaged or was "
                               f"written by an older version without checksums")
+    version = meta.get("format_version", 1)
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {folder / str(step)} has format version {version}; "
+                              f"this version of hwgpt-jax reads format {FORMAT_VERSION} (NNX "
+                              f"supernet state): retrain, or evaluate it with the version that "
+                              f"wrote it")
     return meta
 
 
@@ -85,6 +106,33 @@ def restore_verified(manager: ocp.CheckpointManager, folder: Path, step: int,
         raise CheckpointError(f"checkpoint {where}: its arrays or metadata do not match the "
                               f"sha256 recorded at save; the checkpoint is damaged or was edited")
     return state, data_state
+
+
+def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, Any]]:
+    """Supernet parameters (`Supernet.params` layout) and metadata of the latest checkpoint in
+    `checkpoint_dir` (a run folder or its `checkpoints/` subfolder), checksum verified."""
+    path = Path(checkpoint_dir).resolve()
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    manager = ocp.CheckpointManager(path, item_names=("state", "data", "meta"))
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {path}")
+        meta = restore_meta(manager, path, step)
+        optimizer = make_optimizer(ExperimentConfig.from_dict(meta["config"]))
+        space = get_space(meta["scale"])
+
+        def fresh() -> dict[str, Any]:
+            params = Supernet(space, rngs=nnx.Rngs(0)).params()
+            return {"params": params, "opt_state": optimizer.init(params)}
+
+        restored, _ = restore_verified(manager, path, step, jax.eval_shape(fresh), meta)
+    finally:
+        manager.close()
+    return restored["params"], meta
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

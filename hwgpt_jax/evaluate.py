@@ -12,7 +12,7 @@ al., arXiv 2107.00651). Here the text is a fixed, ordered set of validation wind
 with softmax and argmax over the padded vocabulary (50304 entries, as in training's `lm_loss`).
 
 Compiled once per embedding dimension: archs are grouped by embed dim, the supernet
-parameters are sliced to that dim (`train.slice_embed_dim`, as the trainer does), and one
+parameters are sliced to that dim (`params.slice_embed_dim`, as the trainer does), and one
 jitted program evaluates a chunk of K archs (`lax.scan` over the windows). By default the
 archs of a chunk run one after another (`lax.map`) through the masked forward's real
 conditionals (`model.masked_hidden(conditional=True)`: inactive blocks skipped, attention and
@@ -39,7 +39,7 @@ import pandas as pd
 from jax import lax
 
 from hwgpt_jax.files import write_parquet_atomic
-from hwgpt_jax.model import Params, masked_hidden, vocab_chunks
+from hwgpt_jax.model import Params, masked_hidden, slice_embed_dim, vocab_chunks
 from hwgpt_jax.profile import check_output_path, versions
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -120,6 +120,22 @@ def window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Ar
     return sums
 
 
+def check_windows(windows: Any, space: SearchSpace) -> np.ndarray:
+    """Validation windows (n, seq + 1) as int32, or ValueError naming what is wrong."""
+    windows = np.asarray(windows)
+    if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
+        raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 >= 2)")
+    if not np.issubdtype(windows.dtype, np.integer):
+        raise ValueError(f"windows have dtype {windows.dtype}; expected integer token ids")
+    if windows.shape[1] - 1 > space.block_size:
+        raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} block "
+                         f"size {space.block_size}")
+    if windows.min() < 0 or windows.max() >= space.vocab_size:
+        bad = windows.min() if windows.min() < 0 else windows.max()
+        raise ValueError(f"token id {bad} in windows is outside [0, {space.vocab_size})")
+    return windows.astype(np.int32)
+
+
 EVAL_TOKENS = 1024  # tokens per forward when windows are short: the head's products stay large
 
 
@@ -168,16 +184,10 @@ class Evaluator:
     def __init__(self, params: Params, space: SearchSpace, windows: np.ndarray, *,
                  batch_archs: int = 8, window_batch: int | None = None,
                  per_embed_dim: bool = True, conditional: bool = True) -> None:
-        windows = np.asarray(windows)
-        if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
-            raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 "
-                             f">= 2)")
+        windows = check_windows(windows, space)
         if window_batch is None:  # about EVAL_TOKENS per forward, batches of equal size
             n_batches = -(-len(windows) // max(1, EVAL_TOKENS // (windows.shape[1] - 1)))
             window_batch = -(-len(windows) // n_batches)
-        if windows.shape[1] - 1 > space.block_size:
-            raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} "
-                             f"block size {space.block_size}")
         for name, value in (("batch_archs", batch_archs), ("window_batch", window_batch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}; expected a positive integer")
@@ -196,8 +206,6 @@ class Evaluator:
 
     def _program(self, dim: int, archs: Arch) -> tuple[Any, Params]:
         if dim not in self._compiled:
-            from hwgpt_jax.train import slice_embed_dim  # heavy import (orbax), only here
-
             self._sliced[dim] = (slice_embed_dim(self.params, dim, max(self.space.mlp_ratios))
                                  if self.per_embed_dim else self.params)
             self._compiled[dim] = _chunk_sums.lower(
@@ -294,8 +302,8 @@ def evaluate_checkpoint(checkpoint: str | Path, archs: Arch | None, out: str | P
         archs: archs to evaluate, or None to sample `n` with `seed`.
         arch_file_scale: the scale the archs were read for (must equal the checkpoint's).
     """
+    from hwgpt_jax.checkpoints import load_trained_params  # imports orbax: only here
     from hwgpt_jax.space import get_space
-    from hwgpt_jax.train import load_trained_params
 
     out = Path(out)
     check_output_path(out)

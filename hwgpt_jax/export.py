@@ -185,7 +185,7 @@ def export_pareto(checkpoint_dir: str | Path,
     Returns:
       The exported folders, in front order.
     """
-    from hwgpt_jax.train import load_trained_params
+    from hwgpt_jax.checkpoints import load_trained_params
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                               or limit < 1):

@@ -1,4 +1,5 @@
-"""The GPT supernet of HW-GPT-Bench with masked weight entanglement, and dense extraction.
+"""The GPT supernet of HW-GPT-Bench as Flax NNX modules: masked weight entanglement, and dense
+extraction.
 
 HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299) trains one weight-sharing GPT-2 supernet
 (Radford et al. 2019) whose sub-networks are the architectures of a search space. Weight
@@ -6,129 +7,63 @@ entanglement (Chen et al., AutoFormer, arXiv 2107.00651) lets every sub-network 
 *leading slice* of each weight: the first d embedding dims, the first h heads, the first r*d
 MLP hidden units and the first n_layer blocks.
 
-Two forwards share one set of helpers:
-- `masked_forward(params, tokens, arch, space)`: the supernet. `arch` is data (an `Arch` of
+- `Supernet(space, rngs=...)`, called as `model(tokens, arch)`: `arch` is data (an `Arch` of
   arrays), so the masks are computed inside jit and ONE compiled function serves every
-  architecture of a space (vmap it over archs with `masked_forward_batched`). Inactive
-  embedding dims stay exactly zero, LayerNorm statistics cover the active dims only, inactive
-  heads and hidden units are masked out, and inactive blocks are the identity. Masks do not
-  reduce FLOPs.
-- `dense_forward(extract(params, arch, space), tokens)`: a plain dense GPT whose parameter
-  shapes are the sub-network's real shapes; this is what profiling times and counts.
+  architecture of a space. Inactive embedding dims stay exactly zero, LayerNorm statistics
+  cover the active dims only, inactive heads and hidden units are masked out, and inactive
+  blocks are the identity. Its blocks are one `Block` whose parameters are stacked along a
+  leading Lmax axis and run by `lax.scan`, so compile time does not grow with depth.
+- `Supernet.extract(arch)`: a `DenseGPT` of the sub-network's real shapes; what profiling
+  times and counts, and what export writes.
 
 Model (DESIGN.md): GPT-2 base, vocabulary padded to 50304, LM head tied to the token
 embedding, no learned position embedding, parallel residual `x + attn(ln1(x)) + mlp(ln2(x))`,
 final LayerNorm (biases always on, eps 1e-5), causal attention of width n_head * head_size
-with scale 1/sqrt(head_size), RoPE (GPT-NeoX rotate-half, base 10000) on the first half of
-each head's dims, MLP fc(d -> r*d), exact (erf) GELU as in PyTorch/LitGPT, proj(r*d -> d).
-The bias flag switches every linear-layer bias. Logits cover the padded vocabulary.
+with scale 1/sqrt(head_size) (`hwgpt_jax.attention`: XLA / cuDNN on accelerators), RoPE
+(GPT-NeoX rotate-half, base 10000) on the first half of each head's dims, MLP fc(d -> r*d),
+exact (erf) GELU as in PyTorch/LitGPT, proj(r*d -> d). The bias flag switches every
+linear-layer bias. Logits cover the padded vocabulary.
 
-Parameters are a plain dict pytree (no Flax module state): the masked forward is a pure
-function of `(params, tokens, arch)`, so jit, vmap over archs, grad and pmap apply directly.
-Supernet block parameters are stacked along a leading Lmax axis and run by `lax.scan`, so the
-compile time does not grow with depth.
+At jit boundaries the modules travel as `nnx.split` / `nnx.merge`: the parameters are the
+module's state as a plain dict (`hwgpt_jax.params`), the pytree that jit, vmap over archs,
+grad, pmap and optax see, and the functional forms (`masked_hidden(params, ...)`,
+`dense_forward`) merge it back into the modules inside the traced function (no run-time cost).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Any
+from functools import cache, partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
 
+from hwgpt_jax.attention import causal_attention
+from hwgpt_jax.params import (
+    Params,
+    check_params,
+    extract,
+    init_params,
+    param_count,
+    slice_embed_dim,
+    weight_decay_mask,
+)
 from hwgpt_jax.space import Arch, SearchSpace
 
-Params = dict[str, Any]
+__all__ = ["Block", "DenseBlock", "DenseGPT", "Params", "Supernet", "check_params", "check_tokens",
+           "dense_forward", "extract", "forward", "forward_batched", "init_params",
+           "masked_forward", "masked_forward_batched", "masked_hidden", "param_count",
+           "slice_embed_dim", "vocab_chunks", "weight_decay_mask"]
 
 LAYER_NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
 ROPE_FRACTION = 0.5
-INIT_STD = 0.02
-ATTENTION_BLOCK = 128  # query block of the causal attention
 VOCAB_CHUNK = 384  # tokens of the vocabulary per chunk of the chunked LM heads (50304 = 131 x 384)
-ATTENTION_MAP_MIN_SEQ = 512  # from this length on, attention runs one (batch, head) at a time
-
-
-# ---------------------------------------------------------------------------- initialization
-@partial(jax.jit, static_argnames=("space", "dtype"))
-def init_params(key: jax.Array, space: SearchSpace, dtype: Any = jnp.float32) -> Params:
-    """Supernet parameters at the largest shapes of `space`, GPT-2 style.
-
-    Kernels and the token embedding are normal(0, 0.02); the residual projections (attention
-    output and MLP proj) use 0.02 / sqrt(2 * Lmax) so the residual stream's variance does not
-    grow with depth (GPT-2, Radford et al. 2019); biases are 0 and LayerNorm scales 1.
-
-    Shapes (L = Lmax, D = max embed dim, H = max heads, S = head size, F = max ratio * D):
-    token_embedding (V_pad, D); blocks: ln{1,2}_{scale,bias} (L, D), qkv_kernel (L, D, 3, H, S),
-    qkv_bias (L, 3, H, S), attn_out_kernel (L, H, S, D), attn_out_bias (L, D),
-    fc_kernel (L, D, F), fc_bias (L, F), proj_kernel (L, F, D), proj_bias (L, D);
-    ln_f_{scale,bias} (D,).
-    """
-    n_layer, dim, heads, head = (space.max_layers, max(space.embed_dims), max(space.n_heads),
-                                 space.head_size)
-    hidden = max(space.mlp_ratios) * dim
-    residual_std = INIT_STD / math.sqrt(2 * n_layer)
-    shapes = {
-        "token_embedding": (space.padded_vocab_size, dim),
-        "qkv_kernel": (n_layer, dim, 3, heads, head),
-        "attn_out_kernel": (n_layer, heads, head, dim),
-        "fc_kernel": (n_layer, dim, hidden),
-        "proj_kernel": (n_layer, hidden, dim),
-    }
-    # One flat draw, cut into pieces: XLA compiles one random-number kernel instead of five,
-    # which takes seconds less on CPU.
-    sizes = [math.prod(shape) for shape in shapes.values()]
-    flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
-    pieces = jnp.split(flat, np.cumsum(sizes)[:-1])
-    kernels = {name: piece.reshape(shape) for (name, shape), piece in
-               zip(shapes.items(), pieces, strict=True)}
-
-    def normal(name: str, std: float) -> jax.Array:
-        return (std * kernels[name]).astype(dtype)
-
-    def zeros(*shape: int) -> jax.Array:
-        return jnp.zeros(shape, dtype)
-
-    def ones(*shape: int) -> jax.Array:
-        return jnp.ones(shape, dtype)
-
-    blocks = {
-        "ln1_scale": ones(n_layer, dim), "ln1_bias": zeros(n_layer, dim),
-        "ln2_scale": ones(n_layer, dim), "ln2_bias": zeros(n_layer, dim),
-        "qkv_kernel": normal("qkv_kernel", INIT_STD),
-        "qkv_bias": zeros(n_layer, 3, heads, head),
-        "attn_out_kernel": normal("attn_out_kernel", residual_std),
-        "attn_out_bias": zeros(n_layer, dim),
-        "fc_kernel": normal("fc_kernel", INIT_STD),
-        "fc_bias": zeros(n_layer, hidden),
-        "proj_kernel": normal("proj_kernel", residual_std),
-        "proj_bias": zeros(n_layer, dim),
-    }
-    return {
-        "token_embedding": normal("token_embedding", INIT_STD),
-        "blocks": blocks,
-        "ln_f_scale": ones(dim),
-        "ln_f_bias": zeros(dim),
-    }
-
-
-def weight_decay_mask(params: Params) -> Params:
-    """True for leaves that take weight decay (kernels and the embedding), False for biases and
-    LayerNorm parameters; works for supernet and dense parameter trees."""
-    def decays(path: tuple[Any, ...], _: Any) -> bool:
-        name = str(getattr(path[-1], "key", ""))
-        return name.endswith("_kernel") or name == "token_embedding"
-    return jax.tree_util.tree_map_with_path(decays, params)
-
-
-def param_count(tree: Any) -> int:
-    """Number of scalars in a parameter pytree (its real shapes)."""
-    return int(sum(np.prod(np.shape(leaf), dtype=np.int64) for leaf in jax.tree.leaves(tree)))
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -163,43 +98,10 @@ def _apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 def _causal_attention(qkv: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """qkv (B, T, 3, H, S) -> attention output (B, T, H, S); softmax in float32.
-
-    Blocked over queries (`_blocked_attention`). From `ATTENTION_MAP_MIN_SEQ` tokens on, the
-    (batch, head) pairs run one after another (`lax.map`) on plain 2-D products: XLA's CPU
-    batched matmul is about 3x slower than the same products one head at a time, and one
-    head's (T, T) scores stay in cache (T = 1024: 25 instead of 50 ms per 12-head layer).
-    Shorter sequences keep the batched form, which wins there."""
+    """qkv (B, T, 3, H, S) -> causal attention output (B, T, H, S) with RoPE on q and k; the
+    kernel is the platform's (`attention.attention_path`)."""
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, S)
-    q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
-    batch, seq, heads, head_size = q.shape
-    q = q * jnp.asarray(1.0 / math.sqrt(head_size), q.dtype)
-    q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # (B, H, T, S)
-    if seq >= ATTENTION_MAP_MIN_SEQ:
-        flat = [x.reshape(batch * heads, seq, head_size) for x in (q, k, v)]
-        out = lax.map(lambda x: _blocked_attention(*x), flat).reshape(q.shape)
-    else:
-        out = _blocked_attention(q, k, v)
-    return jnp.swapaxes(out, 1, 2)
-
-
-def _blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-    """Causal attention of pre-scaled q, k, v (..., T, S) -> (..., T, S).
-
-    Queries of block i attend only to keys 0..end of block i, so the fully masked upper
-    blocks of the (T, T) score matrix are never computed (about half the work at long
-    sequences). Exact: every softmax row still spans all of its unmasked keys."""
-    seq = q.shape[-2]
-    outputs = []
-    for start in range(0, seq, ATTENTION_BLOCK):
-        end = min(start + ATTENTION_BLOCK, seq)
-        scores = jnp.einsum("...tc,...sc->...ts", q[..., start:end, :], k[..., :end, :])
-        scores = scores.astype(jnp.float32)  # (..., end - start, end)
-        causal = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
-        scores = jnp.where(causal, scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        outputs.append(jnp.einsum("...ts,...sc->...tc", probs, v[..., :end, :]))
-    return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-2)
+    return causal_attention(_apply_rope(q, cos, sin), _apply_rope(k, cos, sin), v)
 
 
 @jax.custom_jvp
@@ -257,110 +159,194 @@ def _masked_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, dim_mask
     return y.astype(x.dtype)
 
 
-def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
-                  compute_dtype: Any = None, conditional: bool = False) -> jax.Array:
-    """Final hidden states (B, T, D) of the supernet (after the last LayerNorm, before the
-    tied head); `masked_forward` applies the head, training fuses it with the loss.
+class _Context(NamedTuple):
+    """What every layer of one supernet forward shares: masks of the arch, RoPE tables and
+    the branch widths of the conditional forward."""
 
-    `arch` is traced data; `space`, `compute_dtype` and `conditional` are static. Masks are
-    built once, outside the layer loop: (D,), (L, H), (L, F), (L,).
+    dim_mask: jax.Array  # (D,) float32
+    dim: jax.Array  # () float32, the active embed dim
+    use_bias: jax.Array  # () compute dtype, 1 or 0
+    cos: jax.Array  # (T, R)
+    sin: jax.Array
+    head_widths: tuple[int, ...]  # static
+    hidden_widths: tuple[int, ...]  # static
+    conditional: bool  # static
 
-    With `conditional`, work that masks would discard is not done: an inactive block is
-    skipped by `lax.cond`, and each layer's attention and MLP run, through `lax.switch`, the
-    branch whose weights are statically sliced to the smallest head count and hidden width
-    of the space that covers the layer's choice (masks still apply inside a branch, so the
-    result is the same for any arch). A sub-network then costs about what its dense model
-    costs (on params sliced to its embed dim, see `train.slice_embed_dim`). Use it only where
-    the arch is not vmapped: under vmap a conditional becomes a select that computes every
-    branch.
 
-    Under differentiation each branch saves only its products' outputs, zero-padded to the
-    widest branch (`_saved_padded`: the qkv projection, the attention output and the MLP
-    pre-activation), and recomputes the cheap rest (RoPE, softmax, GELU) in the backward
-    pass. A differentiated `lax.switch` stores the union of all branches' residuals, merged
-    only where shapes agree and zero-filled for the branches not taken, and the layer scan
-    stacks them all: with each branch's own residuals that traffic cost more than
-    recomputing the whole branch (s, batch 8 x 256 on 2 CPU cores, back to back: the smallest
-    arch's gradient 4.1-4.7 -> 2.5 s), and recomputing the whole branch costs its products
-    again (a width-768 random arch: 10.0 -> 9.1 s with the padded saves). Without
-    differentiation none of this changes anything.
+class Block(nnx.Module):
+    """A supernet transformer block at the largest shapes (parallel residual, masked heads and
+    hidden units). The supernet holds one `Block` whose leaves carry a leading Lmax axis and
+    scans over it; inside the scan each layer is a `Block` of per-layer leaves.
+
+    Leaves (D = max embed dim, H = max heads, S = head size, F = max ratio * D):
+    ln{1,2}_{scale,bias} (D,), qkv_kernel (D, 3, H, S), qkv_bias (3, H, S),
+    attn_out_kernel (H, S, D), attn_out_bias (D,), fc_kernel (D, F), fc_bias (F,),
+    proj_kernel (F, D), proj_bias (D,).
     """
-    _, dim_max, _, heads_max, _ = params["blocks"]["qkv_kernel"].shape
-    hidden_max = params["blocks"]["fc_kernel"].shape[-1]
-    dtype = compute_dtype or params["token_embedding"].dtype
-    dim = arch.embed_dim.astype(jnp.float32)
-    dim_mask = (jnp.arange(dim_max) < arch.embed_dim).astype(jnp.float32)
-    head_mask = (jnp.arange(heads_max)[None, :] < arch.n_head[:, None]).astype(dtype)
-    hidden_units = arch.mlp_ratio * arch.embed_dim
-    hidden_mask = (jnp.arange(hidden_max)[None, :] < hidden_units[:, None]).astype(dtype)
-    layer_active = jnp.arange(space.max_layers) < arch.n_layer
-    use_bias = arch.bias.astype(dtype)
-    cos, sin = _rope_tables(tokens.shape[1], space.head_size)
-    x = params["token_embedding"].astype(dtype)[tokens] * dim_mask.astype(dtype)  # (B, T, D)
-    norm = _masked_layer_norm
 
-    def attention(p: Params, h: jax.Array, heads: jax.Array, n: int) -> jax.Array:
-        """Attention over the first n heads (static), masked to the layer's heads."""
-        qkv = (jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"][..., :n, :])
-               + use_bias * p["qkv_bias"][:, :n])
+    def __init__(self, arrays: Params) -> None:
+        for name, value in arrays.items():
+            setattr(self, name, nnx.Param(value))
+
+    def attention(self, h: jax.Array, heads: jax.Array, n: int, ctx: _Context) -> jax.Array:
+        """Attention of h (B, T, D) over the first n heads (static), masked to `heads` (H,)."""
+        heads_max = self.qkv_kernel.shape[-2]
+        qkv = (jnp.einsum("btd,dkhs->btkhs", h, self.qkv_kernel[..., :n, :])
+               + ctx.use_bias * self.qkv_bias[:, :n])  # (B, T, 3, n, S)
         qkv = _saved_padded(qkv, heads_max, 3, "qkv")
-        out_kernel = p["attn_out_kernel"][:n] * heads[:n, None, None]
-        att = _saved_padded(_causal_attention(qkv, cos, sin), heads_max, 2, "attention")
+        out_kernel = self.attn_out_kernel[:n] * heads[:n, None, None]
+        att = _saved_padded(_causal_attention(qkv, ctx.cos, ctx.sin), heads_max, 2, "attention")
         return (jnp.einsum("bthc,hcd->btd", att, out_kernel)
-                + use_bias * p["attn_out_bias"])
+                + ctx.use_bias * self.attn_out_bias[...])
 
-    def mlp(p: Params, h: jax.Array, hidden: jax.Array, n: int) -> jax.Array:
-        """MLP over the first n hidden units (static), masked to the layer's width."""
-        pre = _saved_padded(h @ p["fc_kernel"][:, :n] + use_bias * p["fc_bias"][:n],
+    def mlp(self, h: jax.Array, hidden: jax.Array, n: int, ctx: _Context) -> jax.Array:
+        """MLP of h (B, T, D) over the first n hidden units (static), masked to `hidden` (F,)."""
+        hidden_max = self.fc_kernel.shape[-1]
+        pre = _saved_padded(h @ self.fc_kernel[:, :n] + ctx.use_bias * self.fc_bias[:n],
                             hidden_max, 2, "mlp_pre")
         h = _gelu(pre) * hidden[:n]
-        return h @ p["proj_kernel"][:n] + use_bias * p["proj_bias"]
+        return h @ self.proj_kernel[:n] + ctx.use_bias * self.proj_bias[...]
 
-    # Branch widths: one per head count / MLP ratio of the space, at this params' width.
-    head_widths = tuple(n for n in space.n_heads if n <= heads_max)
-    hidden_widths = tuple(hidden_max * r // max(space.mlp_ratios) for r in space.mlp_ratios)
+    def __call__(self, x: jax.Array, heads: jax.Array, hidden: jax.Array,
+                 ctx: _Context) -> jax.Array:
+        """x (B, T, D) + attn(ln1(x)) + mlp(ln2(x)) of one layer with head mask `heads` (H,)
+        and hidden-unit mask `hidden` (F,).
 
-    def update(x: jax.Array, p: Params, heads: jax.Array, hidden: jax.Array) -> jax.Array:
-        p = _cast(p, dtype)
-        h_attn = norm(x, p["ln1_scale"], p["ln1_bias"], dim_mask, dim)
-        h_mlp = norm(x, p["ln2_scale"], p["ln2_bias"], dim_mask, dim)
-        if conditional:
+        With `ctx.conditional`, attention and MLP run, through `lax.switch`, the branch whose
+        weights are statically sliced to the smallest head count / hidden width of the space
+        that covers the layer's choice (masks still apply inside a branch, so the result is
+        the same). Each branch is rematerialized except for its products' outputs, saved
+        zero-padded to the widest branch (`_saved_padded`): a differentiated `lax.switch`
+        stores the union of its branches' residuals, merged only where shapes agree, and the
+        layer scan stacks them all, which costs more than recomputing RoPE, softmax and GELU.
+        """
+        norm = partial(_masked_layer_norm, dim_mask=ctx.dim_mask, dim=ctx.dim)
+        h_attn = norm(x, self.ln1_scale[...], self.ln1_bias[...])
+        h_mlp = norm(x, self.ln2_scale[...], self.ln2_bias[...])
+        if ctx.conditional:
+            graph, state = nnx.split(self)  # the branches take the layer's state as operand
+
+            def branch(method: str, n: int) -> Any:
+                return _branch_remat(lambda s, h, m: getattr(nnx.merge(graph, s), method)(
+                    h, m, n, ctx))
+
             # Branch index: the first width that covers the active heads / hidden units.
-            head_branch = jnp.sum(jnp.asarray(head_widths) < heads.sum().astype(jnp.int32))
-            hidden_branch = jnp.sum(jnp.asarray(hidden_widths)
+            head_branch = jnp.sum(jnp.asarray(ctx.head_widths) < heads.sum().astype(jnp.int32))
+            hidden_branch = jnp.sum(jnp.asarray(ctx.hidden_widths)
                                     < hidden.sum().astype(jnp.int32))
-            attn = lax.switch(jnp.minimum(head_branch, len(head_widths) - 1),
-                              [_branch_remat(partial(attention, n=n)) for n in head_widths],
-                              p, h_attn, heads)
-            out = lax.switch(jnp.minimum(hidden_branch, len(hidden_widths) - 1),
-                             [_branch_remat(partial(mlp, n=n)) for n in hidden_widths],
-                             p, h_mlp, hidden)
+            attn = lax.switch(jnp.minimum(head_branch, len(ctx.head_widths) - 1),
+                              [branch("attention", n) for n in ctx.head_widths],
+                              state, h_attn, heads)
+            out = lax.switch(jnp.minimum(hidden_branch, len(ctx.hidden_widths) - 1),
+                             [branch("mlp", n) for n in ctx.hidden_widths], state, h_mlp, hidden)
         else:
-            attn = attention(p, h_attn, heads, heads_max)
-            out = mlp(p, h_mlp, hidden, hidden_max)
-        return x + (attn + out) * dim_mask.astype(dtype)
+            attn = self.attention(h_attn, heads, self.qkv_kernel.shape[-2], ctx)
+            out = self.mlp(h_mlp, hidden, self.fc_kernel.shape[-1], ctx)
+        return x + (attn + out) * ctx.dim_mask.astype(x.dtype)
 
-    def block(x: jax.Array, layer: tuple[Any, ...]) -> tuple[jax.Array, None]:
-        p, heads, hidden, active = layer
-        if conditional:
-            return lax.cond(active, lambda x: update(x, p, heads, hidden), lambda x: x, x), None
-        return jnp.where(active, update(x, p, heads, hidden), x), None
 
-    x, _ = lax.scan(block, x, (params["blocks"], head_mask, hidden_mask, layer_active))
-    return norm(x, params["ln_f_scale"], params["ln_f_bias"], dim_mask, dim)
+class Supernet(nnx.Module):
+    """The GPT supernet of a search space: `model(tokens, arch)` gives the logits of any arch.
+
+    `Supernet(space, rngs=nnx.Rngs(0))` draws GPT-2 style parameters (`params.init_params`);
+    `Supernet.from_params(params, space)` wraps a parameter dict (e.g. a checkpoint's, or one
+    sliced to an embed dim: shapes are read from the leaves, so a width bucket's slice is a
+    narrower supernet of the same space).
+    """
+
+    def __init__(self, space: SearchSpace, *, rngs: nnx.Rngs, dtype: Any = jnp.float32) -> None:
+        self.space = space
+        self._assign(init_params(rngs.params(), space, dtype))
+
+    def _assign(self, params: Params) -> None:
+        self.token_embedding = nnx.Param(params["token_embedding"])  # (V_pad, D), tied head
+        self.blocks = Block(params["blocks"])  # leaves (Lmax, ...)
+        self.ln_f_scale = nnx.Param(params["ln_f_scale"])
+        self.ln_f_bias = nnx.Param(params["ln_f_bias"])
+
+    @classmethod
+    def from_params(cls, params: Params, space: SearchSpace) -> Supernet:
+        """The supernet of `space` holding `params` (arrays or tracers; nothing is copied)."""
+        return nnx.merge(_graphdef(space), params)
+
+    def params(self) -> Params:
+        """The parameters as a plain dict (`hwgpt_jax.params` layout)."""
+        return nnx.to_pure_dict(nnx.state(self))
+
+    def hidden(self, tokens: jax.Array, arch: Arch, compute_dtype: Any = None,
+               conditional: bool = False) -> jax.Array:
+        """Final hidden states (B, T, D) (after the last LayerNorm, before the tied head).
+
+        `arch` is traced data (batch shape ()); masks are built once, outside the layer scan.
+        With `conditional`, work that masks would discard is skipped: an inactive block by
+        `lax.cond`, unused heads and hidden units by `Block`'s branches. A sub-network then
+        costs about what its dense model costs (on params sliced to its embed dim,
+        `params.slice_embed_dim`). Use it only where the arch is not vmapped: under vmap a
+        conditional becomes a select that computes every branch.
+        """
+        space = self.space
+        embedding = self.token_embedding[...]
+        dim_max = embedding.shape[1]
+        heads_max, hidden_max = self.blocks.qkv_kernel.shape[-2], self.blocks.fc_kernel.shape[-1]
+        dtype = compute_dtype or embedding.dtype
+        dim_mask = (jnp.arange(dim_max) < arch.embed_dim).astype(jnp.float32)
+        head_mask = (jnp.arange(heads_max)[None, :] < arch.n_head[:, None]).astype(dtype)
+        hidden_units = arch.mlp_ratio * arch.embed_dim
+        hidden_mask = (jnp.arange(hidden_max)[None, :] < hidden_units[:, None]).astype(dtype)
+        layer_active = jnp.arange(space.max_layers) < arch.n_layer
+        cos, sin = _rope_tables(tokens.shape[1], space.head_size)
+        ctx = _Context(dim_mask, arch.embed_dim.astype(jnp.float32), arch.bias.astype(dtype),
+                       cos, sin, tuple(n for n in space.n_heads if n <= heads_max),
+                       tuple(hidden_max * r // max(space.mlp_ratios) for r in space.mlp_ratios),
+                       conditional)
+        graph, state = nnx.split(self.blocks)
+        x = embedding.astype(dtype)[tokens] * dim_mask.astype(dtype)  # (B, T, D)
+
+        def layer(x: jax.Array, inputs: tuple[Any, ...]) -> tuple[jax.Array, None]:
+            layer_state, heads, hidden, active = inputs
+            block = nnx.merge(graph, _cast(layer_state, compute_dtype))
+            if conditional:
+                return lax.cond(active, lambda x: block(x, heads, hidden, ctx), lambda x: x,
+                                x), None
+            return jnp.where(active, block(x, heads, hidden, ctx), x), None
+
+        x, _ = lax.scan(layer, x, (state, head_mask, hidden_mask, layer_active))
+        return _masked_layer_norm(x, self.ln_f_scale[...], self.ln_f_bias[...], dim_mask,
+                                  ctx.dim)
+
+    def __call__(self, tokens: jax.Array, arch: Arch, compute_dtype: Any = None,
+                 conditional: bool = False) -> jax.Array:
+        """Logits (B, T, V_pad) float32 of one arch (batch shape ()) on tokens (B, T); no input
+        checks (`forward` checks). `compute_dtype` (e.g. bfloat16) casts parameters at use;
+        LayerNorm and softmax run in float32."""
+        x = self.hidden(tokens, arch, compute_dtype, conditional)
+        embedding = self.token_embedding[...].astype(compute_dtype or
+                                                     self.token_embedding[...].dtype)
+        return (x @ embedding.T).astype(jnp.float32)
+
+    def extract(self, arch: Arch) -> DenseGPT:
+        """The dense sub-network of one arch (batch shape ()) with its real shapes."""
+        return DenseGPT(extract(self.params(), arch, self.space))
+
+
+@cache
+def _graphdef(space: SearchSpace) -> Any:
+    """The supernet's graph structure for a space (no parameters are materialized)."""
+    return nnx.split(nnx.eval_shape(lambda: Supernet(space, rngs=nnx.Rngs(0))))[0]
+
+
+def masked_hidden(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
+                  compute_dtype: Any = None, conditional: bool = False) -> jax.Array:
+    """`Supernet.hidden` of a parameter dict (inside jit: the module is merged at trace time).
+
+    `arch` is traced data; `space`, `compute_dtype` and `conditional` are static."""
+    return Supernet.from_params(params, space).hidden(tokens, arch, compute_dtype, conditional)
 
 
 def masked_forward(params: Params, tokens: jax.Array, arch: Arch, space: SearchSpace,
                    compute_dtype: Any = None, conditional: bool = False) -> jax.Array:
-    """Supernet logits (B, T, V_pad) float32 of one arch (batch shape ()); jit-able.
-
-    `arch` is traced data; `space`, `compute_dtype` and `conditional` (see `masked_hidden`)
-    are static. No input checks here (use `forward` at a boundary). `compute_dtype` (e.g.
-    bfloat16) casts parameters at use; LayerNorm and softmax run in float32.
-    """
-    x = masked_hidden(params, tokens, arch, space, compute_dtype, conditional)
-    embedding = params["token_embedding"].astype(compute_dtype or params["token_embedding"].dtype)
-    return (x @ embedding.T).astype(jnp.float32)
+    """Supernet logits (B, T, V_pad) float32 of one arch of a parameter dict; jit-able."""
+    return Supernet.from_params(params, space)(tokens, arch, compute_dtype, conditional)
 
 
 def masked_forward_batched(params: Params, tokens: jax.Array, archs: Arch, space: SearchSpace,
@@ -393,13 +379,6 @@ def check_tokens(tokens: Any, space: SearchSpace) -> None:
         raise ValueError(f"token id {bad} is outside [0, {space.vocab_size})")
 
 
-def _check_params(params: Params, space: SearchSpace) -> None:
-    expected = (space.padded_vocab_size, max(space.embed_dims))
-    got = np.shape(params.get("token_embedding")) if isinstance(params, dict) else None
-    layers = np.shape(params["blocks"]["qkv_kernel"])[0] if got == expected else None
-    if got != expected or layers != space.max_layers:
-        raise ValueError(f"params do not fit the {space.scale} space: token_embedding shape "
-                         f"{got}, {layers} layers; expected {expected}, {space.max_layers}")
 
 
 def forward(params: Params, tokens: Any, arch: Arch, space: SearchSpace,
@@ -410,7 +389,7 @@ def forward(params: Params, tokens: Any, arch: Arch, space: SearchSpace,
         raise ValueError(f"forward takes one arch (batch shape ()), got batch shape "
                          f"{arch.batch_shape}; use forward_batched")
     check_tokens(tokens, space)
-    _check_params(params, space)
+    check_params(params, space)
     return _masked_forward_jit(params, jnp.asarray(tokens), arch, space, compute_dtype)
 
 
@@ -422,71 +401,12 @@ def forward_batched(params: Params, tokens: Any, archs: Arch, space: SearchSpace
         raise ValueError(f"forward_batched takes archs of batch shape (N,), got "
                          f"{archs.batch_shape}")
     check_tokens(tokens, space)
-    _check_params(params, space)
+    check_params(params, space)
     return _masked_forward_batched_jit(params, jnp.asarray(tokens), archs, space,
                                        compute_dtype)
 
 
 # ---------------------------------------------------------------------------- dense model
-def extract(params: Params, arch: Arch, space: SearchSpace) -> Params:
-    """Slice supernet parameters to one arch's real shapes (a standalone dense GPT).
-
-    NumPy parameters are sliced on the host (fast, no compile); JAX arrays by one jitted
-    slicing program per arch on their device.
-
-    Returns the supernet layout without the layer axis: `blocks` is a list of n_layer dicts
-    whose heads and hidden sizes may differ per layer; bias leaves are absent when the arch
-    has no biases (LayerNorm biases are always kept).
-    """
-    arch = space.validate(arch)
-    if arch.batch_shape:
-        raise ValueError(f"extract takes one arch (batch shape ()), got {arch.batch_shape}")
-    _check_params(params, space)
-    depth = int(arch.n_layer)
-    signature = (int(arch.embed_dim), bool(arch.bias), tuple(arch.n_head[:depth].tolist()),
-                 tuple(arch.mlp_ratio[:depth].tolist()))
-    if all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(params)):
-        host = _slice_params(params, signature)  # NumPy in, NumPy out: no compile
-        return jax.tree.map(np.ascontiguousarray, host)
-    return _slice_params_jit(params, signature)
-
-
-def _slice_params(params: Params, signature: tuple[Any, ...]) -> Params:
-    dim, use_bias, n_head, mlp_ratio = signature
-    stacked = params["blocks"]
-    blocks = []
-    for layer, (heads, ratio) in enumerate(zip(n_head, mlp_ratio, strict=True)):
-        hidden = ratio * dim
-        block = {
-            "ln1_scale": stacked["ln1_scale"][layer, :dim],
-            "ln1_bias": stacked["ln1_bias"][layer, :dim],
-            "ln2_scale": stacked["ln2_scale"][layer, :dim],
-            "ln2_bias": stacked["ln2_bias"][layer, :dim],
-            "qkv_kernel": stacked["qkv_kernel"][layer, :dim, :, :heads],
-            "attn_out_kernel": stacked["attn_out_kernel"][layer, :heads, :, :dim],
-            "fc_kernel": stacked["fc_kernel"][layer, :dim, :hidden],
-            "proj_kernel": stacked["proj_kernel"][layer, :hidden, :dim],
-        }
-        if use_bias:
-            block |= {
-                "qkv_bias": stacked["qkv_bias"][layer, :, :heads],
-                "attn_out_bias": stacked["attn_out_bias"][layer, :dim],
-                "fc_bias": stacked["fc_bias"][layer, :hidden],
-                "proj_bias": stacked["proj_bias"][layer, :dim],
-            }
-        blocks.append(block)
-    return {
-        "token_embedding": params["token_embedding"][:, :dim],
-        "blocks": blocks,
-        "ln_f_scale": params["ln_f_scale"][:dim],
-        "ln_f_bias": params["ln_f_bias"][:dim],
-    }
-
-
-# One small slicing program per arch, run where the parameters live (no host round trip).
-_slice_params_jit = jax.jit(_slice_params, static_argnums=1)
-
-
 def _layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
     x32 = x.astype(jnp.float32)
     mean = x32.mean(-1, keepdims=True)
@@ -494,28 +414,59 @@ def _layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
     return ((x32 - mean) * lax.rsqrt(var + LAYER_NORM_EPS) * scale + bias).astype(x.dtype)
 
 
-def _dense_block(x: jax.Array, p: Params, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    zero = jnp.zeros((), x.dtype)
-    h = _layer_norm(x, p["ln1_scale"], p["ln1_bias"])
-    qkv = jnp.einsum("btd,dkhs->btkhs", h, p["qkv_kernel"]) + p.get("qkv_bias", zero)
-    attn = jnp.einsum("bthc,hcd->btd", _causal_attention(qkv, cos, sin), p["attn_out_kernel"])
-    attn = attn + p.get("attn_out_bias", zero)
-    h = _layer_norm(x, p["ln2_scale"], p["ln2_bias"])
-    h = _gelu(h @ p["fc_kernel"] + p.get("fc_bias", zero))
-    return x + attn + h @ p["proj_kernel"] + p.get("proj_bias", zero)
+class DenseBlock(nnx.Module):
+    """One block of a dense sub-network with its real shapes (d, h heads, r*d hidden units);
+    the bias leaves exist only when the arch has biases."""
+
+    def __init__(self, arrays: Params) -> None:
+        for name, value in arrays.items():
+            setattr(self, name, nnx.Param(value))
+
+    def _bias(self, name: str, dtype: Any) -> jax.Array:
+        bias = getattr(self, name, None)
+        return jnp.zeros((), dtype) if bias is None else bias[...].astype(dtype)
+
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+        dtype = x.dtype
+        h = _layer_norm(x, self.ln1_scale[...].astype(dtype), self.ln1_bias[...].astype(dtype))
+        qkv = (jnp.einsum("btd,dkhs->btkhs", h, self.qkv_kernel[...].astype(dtype))
+               + self._bias("qkv_bias", dtype))
+        attn = jnp.einsum("bthc,hcd->btd", _causal_attention(qkv, cos, sin),
+                          self.attn_out_kernel[...].astype(dtype))
+        attn = attn + self._bias("attn_out_bias", dtype)
+        h = _layer_norm(x, self.ln2_scale[...].astype(dtype), self.ln2_bias[...].astype(dtype))
+        h = _gelu(h @ self.fc_kernel[...].astype(dtype) + self._bias("fc_bias", dtype))
+        return (x + attn + h @ self.proj_kernel[...].astype(dtype)
+                + self._bias("proj_bias", dtype))
+
+
+class DenseGPT(nnx.Module):
+    """A dense GPT of one arch's real shapes (`Supernet.extract`), built from the parameter
+    dict of `params.extract` (the layout export writes); `model(tokens)` gives its logits."""
+
+    def __init__(self, arrays: Params) -> None:
+        self.token_embedding = nnx.Param(arrays["token_embedding"])  # (V_pad, d), tied head
+        self.blocks = nnx.List([DenseBlock(block) for block in arrays["blocks"]])
+        self.ln_f_scale = nnx.Param(arrays["ln_f_scale"])
+        self.ln_f_bias = nnx.Param(arrays["ln_f_bias"])
+
+    def __call__(self, tokens: jax.Array, compute_dtype: Any = None) -> jax.Array:
+        """Logits (B, T, V_pad) float32 of tokens (B, T); jit-able (one compile per shape).
+        The head size is read from the parameters."""
+        embedding = self.token_embedding[...]
+        dtype = compute_dtype or embedding.dtype
+        embedding = embedding.astype(dtype)
+        head_size = self.blocks[0].qkv_kernel.shape[-1] if len(self.blocks) else 2
+        cos, sin = _rope_tables(tokens.shape[1], head_size)
+        x = embedding[tokens]  # (B, T, d)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        x = _layer_norm(x, self.ln_f_scale[...].astype(dtype), self.ln_f_bias[...].astype(dtype))
+        return (x @ embedding.T).astype(jnp.float32)
 
 
 def dense_forward(dense_params: Params, tokens: jax.Array, compute_dtype: Any = None
                   ) -> jax.Array:
-    """Logits (B, T, V_pad) float32 of a dense GPT from `extract`; jit-able (one compile per
-    shape). Shapes come from the parameters: head size is qkv_kernel.shape[-1]."""
-    dtype = compute_dtype or dense_params["token_embedding"].dtype
-    dense_params = _cast(dense_params, dtype)
-    head_size = dense_params["blocks"][0]["qkv_kernel"].shape[-1] if dense_params[
-        "blocks"] else 2
-    cos, sin = _rope_tables(tokens.shape[1], head_size)
-    x = dense_params["token_embedding"][tokens]  # (B, T, d)
-    for block in dense_params["blocks"]:
-        x = _dense_block(x, block, cos, sin)
-    x = _layer_norm(x, dense_params["ln_f_scale"], dense_params["ln_f_bias"])
-    return (x @ dense_params["token_embedding"].T).astype(jnp.float32)
+    """`DenseGPT(dense_params)(tokens)`: logits (B, T, V_pad) float32 of a parameter dict from
+    `extract`; jit-able (one compile per shape)."""
+    return DenseGPT(dense_params)(tokens, compute_dtype)

@@ -63,8 +63,9 @@ from hwgpt_jax.model import (
     init_params,
     masked_forward,
     masked_hidden,
-    weight_decay_mask,
+    slice_embed_dim,
 )
+from hwgpt_jax.optim import make_optimizer, make_schedule
 from hwgpt_jax.space import Arch, SearchSpace, get_space
 
 AXIS = "devices"
@@ -75,46 +76,6 @@ class TrainingDivergedError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- pure pieces
-def make_schedule(cfg: ExperimentConfig) -> optax.Schedule:
-    """Linear warmup from 0 to `lr`, then cosine decay to `min_lr_ratio * lr` at the last step."""
-    opt = cfg.optim
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=opt.lr, warmup_steps=opt.warmup_steps,
-        decay_steps=max(cfg.train.steps, opt.warmup_steps + 1),
-        end_value=opt.min_lr_ratio * opt.lr)
-
-
-def make_optimizer(cfg: ExperimentConfig) -> optax.GradientTransformation:
-    """AdamW on `make_schedule`, global-norm clipping, and no weight decay on biases and
-    LayerNorm parameters."""
-    opt = cfg.optim
-    return optax.chain(
-        optax.clip_by_global_norm(opt.grad_clip),
-        optax.adamw(make_schedule(cfg), b1=opt.beta1, b2=opt.beta2,
-                    weight_decay=opt.weight_decay, mask=weight_decay_mask),
-    )
-
-
-def slice_embed_dim(params: Params, dim: int, max_ratio: int) -> Params:
-    """Leading slice of every embedding-dim axis (and MLP hidden axis) of supernet params."""
-    hidden = max_ratio * dim
-    b = params["blocks"]
-    return {
-        "token_embedding": params["token_embedding"][:, :dim],
-        "blocks": b | {
-            "ln1_scale": b["ln1_scale"][:, :dim], "ln1_bias": b["ln1_bias"][:, :dim],
-            "ln2_scale": b["ln2_scale"][:, :dim], "ln2_bias": b["ln2_bias"][:, :dim],
-            "qkv_kernel": b["qkv_kernel"][:, :dim],
-            "attn_out_kernel": b["attn_out_kernel"][..., :dim],
-            "attn_out_bias": b["attn_out_bias"][:, :dim],
-            "fc_kernel": b["fc_kernel"][:, :dim, :hidden], "fc_bias": b["fc_bias"][:, :hidden],
-            "proj_kernel": b["proj_kernel"][:, :hidden, :dim],
-            "proj_bias": b["proj_bias"][:, :dim],
-        },
-        "ln_f_scale": params["ln_f_scale"][:dim], "ln_f_bias": params["ln_f_bias"][:dim],
-    }
-
-
 def lm_loss(params: Params, windows: jax.Array, arch: Arch, space: SearchSpace,
             compute_dtype: Any = None) -> jax.Array:
     """Mean next-token cross-entropy of one arch on windows (B, T + 1); padded vocab ids
@@ -381,6 +342,8 @@ class Trainer:
                                 donate_argnums=(0, 1), devices=self.devices)
         self._eval = jax.jit(jax.vmap(window_sums, in_axes=(None, None, None, 0, None)),
                              static_argnums=(4,))
+        # The supernet's state as a dict, drawn from the init key itself (as `Supernet` does
+        # from its rngs), so a seed gives the same run as before the NNX modules.
         params = init_params(init_key, self.space)
         state = (params, self.tx.init(params))
         self.step_count = 0
@@ -469,7 +432,8 @@ class Trainer:
         meta = {"scale": self.space.scale, "step": self.step_count,
                 "config": self.cfg.to_dict(), "space": self.space.choices(),
                 "devices": len(self.devices), "jax": jax.__version__,
-                "data_fingerprint": self.data_fingerprint}
+                "data_fingerprint": self.data_fingerprint,
+                "format_version": checkpoints.FORMAT_VERSION}
         meta = json.loads(json.dumps(meta))  # as it reads back (tuples become lists)
         meta["sha256"] = checkpoints.state_digest(tree, data_state, meta)
         self.manager.save(self.step_count, args=ocp.args.Composite(
@@ -546,31 +510,3 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
     write_text_atomic(path, "".join(line + "\n" for line in keep))
-
-
-def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, Any]]:
-    """Parameters and metadata of the latest checkpoint in `checkpoint_dir` (a run folder or
-    its `checkpoints/` subfolder)."""
-    path = Path(checkpoint_dir).resolve()
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-    manager = ocp.CheckpointManager(path, item_names=("state", "data", "meta"))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {path}")
-        meta = checkpoints.restore_meta(manager, path, step)
-        cfg = ExperimentConfig.from_dict(meta["config"])
-        space = get_space(meta["scale"])
-
-        def fresh() -> dict[str, Any]:
-            params = init_params(jax.random.key(0), space)
-            return {"params": params, "opt_state": make_optimizer(cfg).init(params)}
-
-        restored, _ = checkpoints.restore_verified(manager, path, step, jax.eval_shape(fresh),
-                                                   meta)
-    finally:
-        manager.close()
-    return restored["params"], meta

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 
 from hwgpt_jax import model
+from hwgpt_jax.checkpoints import load_trained_params
 from hwgpt_jax.cli import main
 from hwgpt_jax.config import ExperimentConfig
 from hwgpt_jax.evaluate import Evaluator, quality_observations, run_validation_windows
 from hwgpt_jax.files import read_table_metadata
 from hwgpt_jax.space import Arch, get_space
-from hwgpt_jax.train import Trainer, load_trained_params
+from hwgpt_jax.train import Trainer
 
 SPACE = get_space("tiny")
 

@@ -13,12 +13,12 @@ import pytest
 from supernet_run import supernet_run
 
 from hwgpt_jax import costs, model
+from hwgpt_jax.checkpoints import load_trained_params
 from hwgpt_jax.cli import main
 from hwgpt_jax.evaluate import run_validation_windows
 from hwgpt_jax.export import evenly_spaced, export_dense, export_pareto, load_dense
 from hwgpt_jax.pareto import non_dominated_mask
 from hwgpt_jax.space import Arch, get_space
-from hwgpt_jax.train import load_trained_params
 
 SPACE = get_space("tiny")
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, SPACE.vocab_size, (2, 16)))

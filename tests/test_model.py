@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from hwgpt_jax import attention as attention_lib
 from hwgpt_jax import costs, model
 from hwgpt_jax.space import Arch, get_space
 
@@ -172,7 +173,7 @@ def test_batched_equals_single_forward(tiny, tiny_params, tiny_archs, tiny_batch
 def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_batched_logits):
     """The real-conditional path (skipped blocks, switched head/width slices) computes the same
     logits and gradients as the masked one, on full-width and embed-dim-sliced params."""
-    from hwgpt_jax.train import slice_embed_dim
+    from hwgpt_jax.model import slice_embed_dim
 
     tokens, logits = tiny_batched_logits
     forward = jax.jit(model.masked_forward, static_argnames=("space", "conditional"))
@@ -207,17 +208,25 @@ def test_gelu_value_and_derivative_equal_the_erf_formula():
     np.testing.assert_allclose(np.asarray(slope), cdf + x * pdf, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("per_head", [False, True])
-def test_blocked_causal_attention_equals_full_softmax(per_head, monkeypatch):
-    """The query-blocked attention (3 blocks, the last one partial), batched over heads or one
-    (batch, head) at a time, equals a float64 NumPy causal softmax attention over the whole
-    (T, T) matrix, RoPE included."""
-    seq, heads, head_size = 2 * model.ATTENTION_BLOCK + 44, 3, 8
-    monkeypatch.setattr(model, "ATTENTION_MAP_MIN_SEQ", seq if per_head else seq + 1)
+@pytest.mark.parametrize("path", ["cpu_blocked", "cpu_per_head", "xla"])
+def test_causal_attention_kernels_equal_full_softmax(path, monkeypatch):
+    """Every attention kernel (the CPU query-blocked one, 3 blocks with the last partial,
+    batched over heads or one (batch, head) at a time, and XLA's `dot_product_attention`
+    of accelerators) equals a float64 NumPy causal softmax attention over the whole (T, T)
+    matrix, RoPE included."""
+    seq, heads, head_size = 2 * attention_lib.QUERY_BLOCK + 44, 3, 8
+    monkeypatch.setattr(attention_lib, "PER_HEAD_MIN_SEQ",
+                        seq if path == "cpu_per_head" else seq + 1)
+    kernel = "xla" if path == "xla" else "cpu_blocked"
     qkv = np.random.default_rng(0).normal(size=(2, seq, 3, heads, head_size)).astype(np.float32)
     cos, sin = model._rope_tables(seq, head_size)
-    attention = jax.jit(lambda *args: model._causal_attention(*args))  # traced afresh
-    got = np.asarray(attention(jnp.asarray(qkv), cos, sin))
+
+    def attention(qkv, cos, sin):
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        return attention_lib.causal_attention(model._apply_rope(q, cos, sin),
+                                              model._apply_rope(k, cos, sin), v, kernel)
+
+    got = np.asarray(jax.jit(attention)(jnp.asarray(qkv), cos, sin))  # traced afresh
 
     def rope(x):  # NeoX rotate-half on the first half of the head dims, float64
         half = head_size // 2
@@ -410,3 +419,37 @@ def test_bad_inputs_raise_clear_errors(tiny, tiny_params):
         model.extract(tiny_params, s_arch, get_space("s"))
     with pytest.raises(ValueError, match="extract takes one arch"):
         model.extract(tiny_params, Arch.concatenate([arch, arch]), tiny)
+
+
+def test_attention_path_is_chosen_by_platform_and_dtype():
+    assert attention_lib.attention_path("cpu", jnp.bfloat16) == "cpu_blocked"
+    assert attention_lib.attention_path("gpu", jnp.bfloat16) == "cudnn"
+    assert attention_lib.attention_path("gpu", jnp.float32) == "xla"
+    assert attention_lib.attention_path("tpu", jnp.bfloat16) == "xla"
+    with pytest.raises(ValueError, match="attention path 'flash'"):
+        attention_lib.causal_attention(*[jnp.zeros((1, 4, 1, 8))] * 3, path="flash")
+
+
+# ---------------------------------------------------------------------------- NNX modules
+def test_supernet_module_state_call_and_extract(tiny, tiny_params, tiny_archs):
+    """`Supernet(space, rngs)` holds the parameter layout as its `nnx.state`; called as
+    `model(tokens, arch)` it equals the functional forward, `extract(arch)` gives a dense
+    module of the real shapes with equal logits, and split/merge round-trips through jit."""
+    from flax import nnx
+
+    supernet = model.Supernet(tiny, rngs=nnx.Rngs(0))
+    params = supernet.params()
+    assert jax.tree.structure(params) == jax.tree.structure(tiny_params)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, tiny_params)
+    tokens = jnp.asarray(tokens_for(2, 2, 16))
+    arch = tiny_archs[1]
+    want = model.masked_forward(params, tokens, arch, tiny)
+    assert max_diff(supernet(tokens, arch), want) == 0.0
+    graph, state = nnx.split(supernet)
+    jitted = jax.jit(lambda s, t, a: nnx.merge(graph, s)(t, a))(state, tokens, arch)
+    assert max_diff(jitted, want) < TOL
+    dense = supernet.extract(arch)
+    assert isinstance(dense, model.DenseGPT)
+    assert len(dense.blocks) == int(arch.n_layer)
+    assert dense.token_embedding.shape == (tiny.padded_vocab_size, int(arch.embed_dim))
+    assert max_diff(dense(tokens), want) < TOL

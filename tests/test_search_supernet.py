@@ -12,6 +12,7 @@ import pytest
 from supernet_run import supernet_run
 
 from hwgpt_jax import model
+from hwgpt_jax.checkpoints import load_trained_params
 from hwgpt_jax.cli import main
 from hwgpt_jax.evaluate import run_validation_windows
 from hwgpt_jax.search.objectives import (
@@ -20,7 +21,6 @@ from hwgpt_jax.search.objectives import (
     supernet_perplexity,
 )
 from hwgpt_jax.space import Arch, get_space
-from hwgpt_jax.train import load_trained_params
 
 SPACE = get_space("tiny")
 

@@ -11,17 +11,16 @@ import numpy as np
 import optax
 import pytest
 
+from hwgpt_jax.checkpoints import load_trained_params
 from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.model import init_params
+from hwgpt_jax.model import init_params, slice_embed_dim
 from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space import get_space
 from hwgpt_jax.train import (
     Trainer,
     TrainingDivergedError,
     lm_loss,
-    load_trained_params,
     sandwich_members,
-    slice_embed_dim,
     tied_head_cross_entropy,
     train_loss,
 )
@@ -416,13 +415,17 @@ def _damage(run, how):
     if how == "garbage_meta":
         meta.write_text("{not json")
         return str(step / "meta")
-    info = json.loads(meta.read_text())  # "edited_meta": another valid value
-    info["config"]["optim"]["lr"] = 0.5
+    info = json.loads(meta.read_text())
+    if how == "format_1":  # as written before the NNX supernet: no format version
+        del info["format_version"]
+    else:  # "edited_meta": another valid value
+        info["config"]["optim"]["lr"] = 0.5
     meta.write_text(json.dumps(info))
     return str(step)
 
 
-@pytest.mark.parametrize("how", ["flip", "no_state", "garbage_meta", "edited_meta"])
+@pytest.mark.parametrize("how", ["flip", "no_state", "garbage_meta", "edited_meta",
+                                 "format_1"])
 def test_damaged_checkpoint_is_refused_in_one_line(run_copy, tmp_path, capsys, how):
     from hwgpt_jax.checkpoints import CheckpointError
     from hwgpt_jax.cli import main
@@ -431,6 +434,8 @@ def test_damaged_checkpoint_is_refused_in_one_line(run_copy, tmp_path, capsys, h
     with pytest.raises(CheckpointError) as err:
         load_trained_params(run_copy)
     assert where in str(err.value) and "\n" not in str(err.value)
+    if how == "format_1":
+        assert "format version 1" in str(err.value)
     out = tmp_path / "quality.parquet"
     assert main(["evaluate", "--checkpoint", str(run_copy), "-n", "2", "--windows", "2",
                  "--out", str(out)]) == 2

@@ -138,7 +138,7 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
         scales["--scale"] = get_space(options["scale"]).scale
     params = meta = None
     if options.get("checkpoint"):
-        from hwgpt_jax.train import load_trained_params
+        from hwgpt_jax.checkpoints import load_trained_params
 
         params, meta = load_trained_params(options["checkpoint"])
         scales["--checkpoint"] = meta["scale"]

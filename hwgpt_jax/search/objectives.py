@@ -22,12 +22,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from hwgpt_jax.costs import forward_flops, param_count
 from hwgpt_jax.encoding import onehot, onehot_size
-from hwgpt_jax.model import masked_hidden
+from hwgpt_jax.evaluate import batch_windows, check_windows, window_sums
+from hwgpt_jax.model import check_params, slice_embed_dim
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.space import Arch, SearchSpace
 
@@ -64,32 +64,27 @@ def supernet_perplexity(params: Any, windows: Any, space: SearchSpace, *,
     traced data, so one compiled program serves every population; the key is unused.
 
     Memory stays bounded for any population size: archs are evaluated by `lax.map`, one at
-    a time (`arch_batch=1`) or `vmap`-ed in chunks of `arch_batch`, and windows are scanned
-    `window_batch` at a time, so at most arch_batch * window_batch * seq * V_pad float32
-    logits exist at once. With `arch_batch=1` an arch costs about what its sub-network
-    costs: `lax.switch` runs the parameters sliced to its embed dim, and the supernet's
-    conditional mode skips inactive blocks and unused head and hidden widths. Under vmap a
-    conditional computes every branch, so chunks run the full-width masked supernet: more
-    work per arch, but more parallel work per step for an accelerator.
+    a time (`arch_batch=1`) or `vmap`-ed in chunks of `arch_batch`, windows are scanned
+    `window_batch` at a time, and the loss is `evaluate.window_sums` (the tied head scanned
+    over vocabulary chunks, never the whole logits). With `arch_batch=1` an arch costs about
+    what its sub-network costs: `lax.switch` runs the parameters sliced to its embed dim, and
+    the supernet's conditional mode skips inactive blocks and unused head and hidden widths.
+    Under vmap a conditional computes every branch, so chunks run the full-width masked
+    supernet: more work per arch, but more parallel work per step for an accelerator.
 
     Args:
-      params: supernet parameters of `space` (`hwgpt_jax.train.load_trained_params`). They
+      params: supernet parameters of `space` (`hwgpt_jax.checkpoints.load_trained_params`). They
         become constants of the search's compiled program.
       windows: (n, seq + 1) integer token windows (`evaluate.run_validation_windows`).
       space: the supernet's search space.
       arch_batch, window_batch: chunk sizes (positive integers).
     """
-    _check_supernet_params(params, space)
-    windows = _check_windows(windows, space)
+    check_params(params, space)
+    windows = check_windows(windows, space)
     for name, value in (("arch_batch", arch_batch), ("window_batch", window_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}; expected a positive integer")
-    n, length = windows.shape
-    n_batches = -(-n // window_batch)
-    padded = np.concatenate([windows, np.repeat(windows[:1], n_batches * window_batch - n, 0)])
-    batches = jnp.asarray(padded.reshape(n_batches, window_batch, length))
-    weights = jnp.asarray((np.arange(len(padded)) < n).astype(np.float32).reshape(
-        n_batches, window_batch))  # padding windows count 0
+    batches, weights = batch_windows(windows, window_batch)  # padding windows weigh 0
     params = jax.tree.map(jnp.asarray, params)
 
     def objective(arch: Arch, key: jax.Array) -> jax.Array:
@@ -107,71 +102,23 @@ def _supernet_perplexities(params: Any, batches: jax.Array, weights: jax.Array, 
     Jitted with the parameters as arguments, so a call outside jit compiles once per
     population shape and embeds no weights; inside the search's jit it is inlined.
     """
-    from hwgpt_jax.train import slice_embed_dim  # heavy import (orbax), only here
-
     n_tokens = weights.sum() * (batches.shape[-1] - 1)
     dims = jnp.asarray(space.embed_dims)
 
     def sequential(one: Arch) -> jax.Array:  # batch shape (): real conditionals
-        branches = [lambda a, d=d: _nll_sum(slice_embed_dim(params, d, max(space.mlp_ratios)),
-                                            batches, weights, a, space, True)
+        branches = [lambda a, d=d: window_sums(slice_embed_dim(params, d, max(space.mlp_ratios)),
+                                               batches, weights, a, space, True)[0]
                     for d in space.embed_dims]
         return lax.switch(jnp.searchsorted(dims, one.embed_dim), branches, one)
 
     def chunked(one: Arch) -> jax.Array:  # vmapped by lax.map: full-width masks
-        return _nll_sum(params, batches, weights, one, space, False)
+        return window_sums(params, batches, weights, one, space, False)[0]
 
     if arch_batch == 1:
         nll = lax.map(sequential, arch)
     else:
         nll = lax.map(chunked, arch, batch_size=arch_batch)
     return jnp.exp(nll / n_tokens).astype(jnp.float32)
-
-
-def _nll_sum(params: Any, batches: jax.Array, weights: jax.Array, arch: Arch,
-             space: SearchSpace, conditional: bool) -> jax.Array:
-    """Summed next-token NLL (nats) of one arch over window batches (NB, B, T + 1)."""
-    embedding = params["token_embedding"]
-
-    def step(total: jax.Array, batch: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        window, weight = batch
-        hidden = masked_hidden(params, window[:, :-1], arch, space,
-                               conditional=conditional)  # (B, T, D)
-        logits = (hidden @ embedding.T).astype(jnp.float32)  # (B, T, V_pad)
-        target = jnp.take_along_axis(logits, window[:, 1:, None], axis=-1)[..., 0]
-        nll = (jax.nn.logsumexp(logits, axis=-1) - target).sum(-1)  # (B,)
-        return total + (nll * weight).sum(), None
-
-    total, _ = lax.scan(step, jnp.zeros((), jnp.float32), (batches, weights))
-    return total
-
-
-def _check_supernet_params(params: Any, space: SearchSpace) -> None:
-    expected = (space.padded_vocab_size, max(space.embed_dims))
-    try:
-        got = tuple(np.shape(params["token_embedding"]))
-        layers = int(np.shape(params["blocks"]["qkv_kernel"])[0])
-    except (KeyError, TypeError, IndexError) as err:
-        raise ValueError(f"params are not supernet parameters (missing {err})") from None
-    if got != expected or layers != space.max_layers:
-        raise ValueError(f"supernet params do not fit the {space.scale} space: token_embedding "
-                         f"{got} and {layers} layers, expected {expected} and "
-                         f"{space.max_layers}; was the checkpoint trained on another scale?")
-
-
-def _check_windows(windows: Any, space: SearchSpace) -> np.ndarray:
-    windows = np.asarray(windows)
-    if windows.ndim != 2 or windows.shape[0] < 1 or windows.shape[1] < 2:
-        raise ValueError(f"windows have shape {windows.shape}; expected (n >= 1, seq + 1 >= 2)")
-    if not np.issubdtype(windows.dtype, np.integer):
-        raise ValueError(f"windows have dtype {windows.dtype}; expected integer token ids")
-    if windows.shape[1] - 1 > space.block_size:
-        raise ValueError(f"window length {windows.shape[1] - 1} exceeds the {space.scale} block "
-                         f"size {space.block_size}")
-    if windows.min() < 0 or windows.max() >= space.vocab_size:
-        bad = windows.min() if windows.min() < 0 else windows.max()
-        raise ValueError(f"token id {bad} in windows is outside [0, {space.vocab_size})")
-    return windows.astype(np.int32)
 
 
 def parse_constraint(text: str) -> tuple[str, str, float]:

@@ -1,0 +1,36 @@
+"""The prepared accelerator check (benchmarks/accelerator_check.py) at tiny scale on CPU: one
+command, every check present and passed, its figures written as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKS = ["masked_dense", "train_float32", "train_bfloat16", "evaluate", "profile", "pmap",
+          "query_search", "summary"]
+
+
+def test_accelerator_check_runs_every_check_at_tiny_scale(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator_check.py"),
+                           str(tmp_path / "out"), "--scale", "tiny"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in
+            (tmp_path / "out" / "accelerator_check.jsonl").read_text().splitlines()]
+    assert [row["check"] for row in rows] == CHECKS
+    assert all(row["ok"] for row in rows), [r for r in rows if not r["ok"]]
+    by_name = {row["check"]: row for row in rows}
+    masked = by_name["masked_dense"]
+    assert max(masked["largest_max_abs_diff"], masked["smallest_max_abs_diff"]) <= 1e-4
+    for dtype in ("float32", "bfloat16"):
+        train = by_name[f"train_{dtype}"]
+        assert train["tokens_per_s"] > 0
+        assert train["gradient_programs"] <= train["gradient_programs_max"]
+    assert by_name["evaluate"]["compiles"] == by_name["evaluate"]["embed_dims"]
+    assert len(by_name["profile"]["latency_ms"]) == 5
+    assert by_name["query_search"]["query_archs_per_s"] > 0
