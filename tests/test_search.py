@@ -192,7 +192,7 @@ def test_constrained_nsga2_keeps_feasible_front(tiny):
     algorithm = make_algorithm("nsga2", space, 2, n_constraints=1, population_size=64)
     state, result = run_compiled(algorithm, problem, 640, jax.random.key(2))
     assert result.feasible.any()
-    assert np.all(np.asarray(state.violation) == 0)  # the final population is all feasible
+    assert np.all(np.asarray(state.member_violation) == 0)  # the final population: all feasible
     params = result.objectives[result.pareto_mask(), 0]
     assert params.max() <= 6e6
 
