@@ -44,7 +44,7 @@ from hwgpt_jax.search.base import (
     random_genes,
     total_violation,
 )
-from hwgpt_jax.search.shaping import SHAPINGS, get_shaping
+from hwgpt_jax.search.shaping import HV_SAMPLES, SHAPINGS, get_shaping, hv_is_exact
 from hwgpt_jax.space import Arch, SearchSpace
 
 PREFIX = "evosax:"
@@ -111,9 +111,9 @@ class EvosaxSearch(SearchAlgorithm):
             raise ValueError(f"unknown evosax strategy {strategy!r}; expected one of "
                              f"{sorted(EVOSAX_STRATEGIES)}")
         get_shaping(shaping)
-        if shaping == "hv" and n_objectives not in (2, 3):
-            raise ValueError(f"hv shaping is exact for 2 or 3 objectives only; got "
-                             f"{n_objectives} (use nsga2 or chebyshev shaping)")
+        if shaping == "hv" and n_objectives < 2:
+            raise ValueError(f"hv shaping needs 2 or more objectives; got {n_objectives} "
+                             f"(use nsga2 or chebyshev shaping)")
         smallest = 2 if isinstance(strategy, str) else 1  # evosax's own need two members
         if population_size < smallest or archive_size < 0:
             raise ValueError(f"population_size must be >= {smallest} and archive_size >= 0; "
@@ -132,6 +132,14 @@ class EvosaxSearch(SearchAlgorithm):
         return (type(self), self.space, self.n_objectives, self.n_constraints,
                 self.strategy_class, self.strategy_options, self.shaping,
                 self.population_size, self.archive_size)
+
+    @property
+    def shaping_note(self) -> str | None:
+        """A one-line caveat on the shaping (None when it is exact), for reports."""
+        if self.shaping == "hv" and not hv_is_exact(self.n_objectives):
+            return (f"hv shaping on {self.n_objectives} objectives uses Monte-Carlo "
+                    f"hypervolume contributions ({HV_SAMPLES} samples per front), not exact ones")
+        return None
 
     @property
     def strategy(self) -> Any:
