@@ -255,6 +255,17 @@ def crowding_distance(objectives: jax.Array, ranks: jax.Array) -> jax.Array:
     return _crowding(objectives, jnp.asarray(ranks), orders)
 
 
+@partial(jax.jit, static_argnames="n_keep")
+def ranks_and_crowding(objectives: jax.Array, n_keep: int | None = None,
+                       violation: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(`pareto_ranks`, `crowding_distance`) in one pass: the per-objective sorts are shared."""
+    prepared = _prepare_objectives(objectives, violation)
+    n_keep = prepared.shape[0] if n_keep is None else n_keep
+    orders = [_argsort(prepared[:, m]) for m in range(prepared.shape[1])]
+    ranks = _pareto_ranks(prepared, n_keep, violation, orders)
+    return ranks, _crowding(prepared, ranks, orders)
+
+
 @partial(jax.jit, static_argnames="n_survivors")
 def nsga2_survival(
     objectives: jax.Array, n_survivors: int, violation: jax.Array | None = None

@@ -44,7 +44,13 @@ from hwgpt_jax.search.base import (
     random_genes,
     total_violation,
 )
-from hwgpt_jax.search.shaping import HV_SAMPLES, SHAPINGS, get_shaping, hv_is_exact
+from hwgpt_jax.search.shaping import (
+    HV_SAMPLES,
+    SHAPINGS,
+    get_shaping,
+    hv_is_exact,
+    nsga2_scores,
+)
 from hwgpt_jax.space import Arch, SearchSpace
 
 PREFIX = "evosax:"
@@ -245,7 +251,11 @@ class EvosaxSearch(SearchAlgorithm):
             genes = self.coordinates_to_genes(jnp.concatenate([old_members, x]))
             copies = duplicate_rows(genes, self.cardinality) & (state.generation > 0)
             all_violation = jnp.where(copies, jnp.inf, all_violation)
-        fitness = get_shaping(self.shaping)(key_shape, all_objectives, all_violation)
+        if self.shaping == "nsga2" and getattr(self.strategy_class, "truncation_survival", False):
+            # Only the best p are kept and compared: rank no further, skip the centering sort.
+            fitness = nsga2_scores(all_objectives, all_violation, p)
+        else:
+            fitness = get_shaping(self.shaping)(key_shape, all_objectives, all_violation)
         old_fitness, new_fitness = fitness[:p], fitness[p:]
 
         def first():

@@ -48,6 +48,7 @@ class NSGA2Strategy(PopulationBasedAlgorithm):
 
     genotype = "index"  # solutions hold choice indices (as floats)
     eliminate_duplicates = True
+    truncation_survival = True  # only the order of the best population_size matters
 
     def __init__(self, population_size: int, solution: jax.Array,
                  cardinality: tuple[int, ...]):

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from hwgpt_jax.pareto import crowding_distance, pareto_ranks
+from hwgpt_jax.pareto import crowding_distance, pareto_ranks, ranks_and_crowding
 
 ShapingFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 HV_REFERENCE = 1.1  # reference point in normalized objectives: boundary points count
@@ -63,6 +63,14 @@ def nsga2_ranks_crowding(objectives: jax.Array, violation: jax.Array
     finite = jnp.nan_to_num(objectives.astype(jnp.float32), nan=jnp.inf)
     finite = jnp.clip(finite, -jnp.finfo(jnp.float32).max, jnp.finfo(jnp.float32).max)
     return ranks, crowding_distance(finite, ranks)
+
+
+def nsga2_scores(objectives: jax.Array, violation: jax.Array, n_keep: int) -> jax.Array:
+    """rank + (0.5 - arctan(crowding) / pi): increasing in (rank, -crowding) like
+    `nsga2_shaping` but not centered (no sort); for truncation survival, where only the
+    order of the best `n_keep` matters and ranking stops there."""
+    ranks, crowding = ranks_and_crowding(objectives, n_keep, violation)
+    return ranks.astype(jnp.float32) + (0.5 - jnp.arctan(crowding) / jnp.pi)
 
 
 def nsga2_shaping(key: jax.Array, objectives: jax.Array, violation: jax.Array) -> jax.Array:
