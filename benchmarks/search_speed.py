@@ -86,11 +86,11 @@ def main() -> None:
     state, ours_all = run_compiled(algorithm, problem, budget, jax.random.key(args.seed + 1))
     jax.block_until_ready(state)
     ours_s = time.perf_counter() - start
-    ours_final = np.asarray(state.objectives)
+    ours_final = np.asarray(state.member_objectives)
     extra_finals, extra_all = [], []
     for extra_seed in range(args.seed + 2, args.seed + 1 + args.ours_seeds):
         extra_state, extra = run_compiled(algorithm, problem, budget, jax.random.key(extra_seed))
-        extra_finals.append(np.asarray(extra_state.objectives))
+        extra_finals.append(np.asarray(extra_state.member_objectives))
         extra_all.append(np.asarray(extra.objectives))
 
     record = {

@@ -32,6 +32,7 @@ from hwgpt_jax.hypervolume import (  # noqa: F401
 
 _UNRANKED = np.iinfo(np.int32).max
 _MAX_PACKED = 2**15  # up to this many points, (key, index) pairs pack into one int32
+_BLOCK_ELEMENTS = 2**22  # elements of one (block, N, M) domination comparison
 
 
 def _sort_key(values: jax.Array) -> jax.Array:
@@ -63,11 +64,17 @@ def _group_sort(groups: jax.Array, position: jax.Array) -> jax.Array:
     return order_of_position[jax.lax.sort(packed) & ((1 << bits) - 1)]
 
 
-def _dominance_matrix(objectives: jax.Array) -> jax.Array:
-    """D[i, j] = point i dominates point j (minimization), shape (N, N)."""
-    less_equal = jnp.all(objectives[:, None, :] <= objectives[None, :, :], axis=-1)
-    less = jnp.any(objectives[:, None, :] < objectives[None, :, :], axis=-1)
+def _dominates(block: jax.Array, objectives: jax.Array) -> jax.Array:
+    """D[i, j] = block point i dominates point j (minimization), shape (B, N)."""
+    less_equal = jnp.all(block[:, None, :] <= objectives[None, :, :], axis=-1)
+    less = jnp.any(block[:, None, :] < objectives[None, :, :], axis=-1)
     return less_equal & less
+
+
+def dominance_chunk(n: int, n_objectives: int) -> int:
+    """Rows per block of the chunked domination test: a (block, N, M) comparison stays
+    near `_BLOCK_ELEMENTS` elements, so memory is O(N) whatever the population."""
+    return int(max(1, min(n, 256, _BLOCK_ELEMENTS // max(1, n * n_objectives))))
 
 
 def _ranks_2d(objectives: jax.Array, n_keep: int, orders: list[jax.Array]) -> jax.Array:
@@ -107,15 +114,34 @@ def _ranks_2d(objectives: jax.Array, n_keep: int, orders: list[jax.Array]) -> ja
     return jnp.zeros((n,), jnp.int32).at[order].set(sorted_ranks)
 
 
-def _ranks_dense(objectives: jax.Array, n_keep: int) -> jax.Array:
-    n = objectives.shape[0]
-    dominates = _dominance_matrix(objectives).astype(jnp.float32)
-    n_dominators = jnp.sum(dominates, axis=0)
+def _ranks_chunked(objectives: jax.Array, n_keep: int) -> jax.Array:
+    """Fronts of M-D points by Deb's dominator counting, without the (N, N) matrix.
+
+    One pass over all points (in blocks of `dominance_chunk` rows) counts each point's
+    dominators; each peeled front then subtracts what its own members dominate, again in
+    blocks. Every point is a dominator exactly once, so the total work is O(N^2 M) as with
+    the dense matrix, but memory is O(block * N) (a population of 65,536 would need 17 GB
+    for the matrix).
+    """
+    n, n_objectives = objectives.shape
+    chunk = dominance_chunk(n, n_objectives)
+    padded = jnp.concatenate([objectives, jnp.full((1, n_objectives), jnp.inf, objectives.dtype)])
+
+    def subtract(counts, members, n_members):  # members: (n + chunk,) indices, n = padding
+        def block(b, counts):
+            index = jax.lax.dynamic_slice(members, (b * chunk,), (chunk,))
+            dominated = _dominates(padded[index], objectives) & (index < n)[:, None]
+            return counts - jnp.sum(dominated, axis=0, dtype=jnp.int32)
+        return jax.lax.fori_loop(0, (n_members + chunk - 1) // chunk, block, counts)
+
+    everyone = jnp.concatenate([jnp.arange(n, dtype=jnp.int32), jnp.full((chunk,), n, jnp.int32)])
+    n_dominators = -subtract(jnp.zeros((n,), jnp.int32), everyone, n)
 
     def peel(carry):
         ranks, counts, front = carry
         in_front = (counts == 0) & (ranks == _UNRANKED)
-        counts = counts - in_front.astype(jnp.float32) @ dominates
+        members = jnp.nonzero(in_front, size=n + chunk, fill_value=n)[0].astype(jnp.int32)
+        counts = subtract(counts, members, jnp.sum(in_front, dtype=jnp.int32))
         return jnp.where(in_front, front, ranks), counts, front + 1
 
     def keep_going(carry):
@@ -153,7 +179,7 @@ def _pareto_ranks(objectives, n_keep, violation, orders):
             orders = [_argsort(objectives[:, 0]), _argsort(objectives[:, 1])]
         ranks = _ranks_2d(objectives, n_keep, orders)
     else:
-        ranks = _ranks_dense(objectives, n_keep)
+        ranks = _ranks_chunked(objectives, n_keep)
     if violation is None:
         return ranks
     violation = jnp.asarray(violation)
@@ -227,6 +253,17 @@ def crowding_distance(objectives: jax.Array, ranks: jax.Array) -> jax.Array:
     objectives = objectives.astype(jnp.promote_types(objectives.dtype, jnp.float32))
     orders = [_argsort(objectives[:, m]) for m in range(objectives.shape[1])]
     return _crowding(objectives, jnp.asarray(ranks), orders)
+
+
+@partial(jax.jit, static_argnames="n_keep")
+def ranks_and_crowding(objectives: jax.Array, n_keep: int | None = None,
+                       violation: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(`pareto_ranks`, `crowding_distance`) in one pass: the per-objective sorts are shared."""
+    prepared = _prepare_objectives(objectives, violation)
+    n_keep = prepared.shape[0] if n_keep is None else n_keep
+    orders = [_argsort(prepared[:, m]) for m in range(prepared.shape[1])]
+    ranks = _pareto_ranks(prepared, n_keep, violation, orders)
+    return ranks, _crowding(prepared, ranks, orders)
 
 
 @partial(jax.jit, static_argnames="n_survivors")

@@ -192,7 +192,7 @@ def test_constrained_nsga2_keeps_feasible_front(tiny):
     algorithm = make_algorithm("nsga2", space, 2, n_constraints=1, population_size=64)
     state, result = run_compiled(algorithm, problem, 640, jax.random.key(2))
     assert result.feasible.any()
-    assert np.all(np.asarray(state.violation) == 0)  # the final population is all feasible
+    assert np.all(np.asarray(state.member_violation) == 0)  # the final population: all feasible
     params = result.objectives[result.pareto_mask(), 0]
     assert params.max() <= 6e6
 
@@ -227,3 +227,14 @@ def test_bad_input_raises_clear_errors(tiny):
         run_search(algorithm, tiny["problem"], 10, jax.random.key(0))
     with pytest.raises(ValueError, match="population_size"):
         make_algorithm("mo_regularized_evolution", space, 2, population_size=64, batch_size=48)
+
+
+def test_a_run_larger_than_memory_is_refused_before_it_starts(tiny, monkeypatch):
+    from hwgpt_jax.search import runner
+
+    monkeypatch.setattr(runner, "available_memory_bytes", lambda device: 1000)
+    algorithm = make_algorithm("random_search", tiny["space"], 2, batch_size=8)
+    with pytest.raises(ValueError, match=r"random_search with 8 candidates x 2 steps needs "
+                                         r"about .* GiB .* but cpu has 0.0 GiB free") as error:
+        run_compiled(algorithm, tiny["problem"], 16, jax.random.key(0))
+    assert "\n" not in str(error.value)

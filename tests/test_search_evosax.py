@@ -108,13 +108,22 @@ def test_population_based_members_carry_their_objectives(problem):
     ("evosax:CMA_ES", {"shaping": "pareto"}, r"unknown shaping 'pareto'; expected one of"),
     ("evosax:DifferentialEvolution", {"population_size": 3},
      r"'DifferentialEvolution' cannot run on the 11-gene real genotype"),
-    ("evosax:CMA_ES", {"shaping": "hv", "n_objectives": 4}, r"2 or 3 objectives only"),
+    ("evosax:CMA_ES", {"shaping": "hv", "n_objectives": 1}, r"hv shaping needs 2 or more"),
+    ("evosax:CMA_ES", {"shaping": "chebyshev", "population_size": 1},
+     r"population_size must be >= 2"),
 ])
 def test_bad_input_is_one_line(name, options, message):
     n_objectives = options.pop("n_objectives", 2)
     with pytest.raises(ValueError, match=message) as error:
         make_algorithm(name, SPACE, n_objectives, **options)
     assert "\n" not in str(error.value)
+
+
+def test_hv_shaping_on_four_objectives_is_monte_carlo_and_says_so():
+    algorithm = make_algorithm("evosax:CMA_ES", SPACE, 4, shaping="hv", population_size=8)
+    assert "Monte-Carlo" in algorithm.shaping_note
+    assert make_algorithm("evosax:CMA_ES", SPACE, 3, shaping="hv",
+                          population_size=8).shaping_note is None
 
 
 def test_experiment_config_accepts_evosax_names():

@@ -17,6 +17,12 @@ equal vector) to carry its objectives; a row matching neither counts as unevalua
 Distribution-based strategies (CMA_ES, SNES, Open_ES, ...) keep no members; the batch alone
 is shaped. A bounded Pareto archive (NSGA-II survival over archive + batch, copies dropped)
 lives beside the strategy state. Everything is jit-able, so the runner's `lax.scan` applies.
+
+Our own population methods (NSGA-II, MO-RE) are evosax `PopulationBasedAlgorithm`s too, run
+by this same wrapper: they declare `genotype = "index"` (a real vector holding choice
+indices, not the unit box), may keep more members than they ask per generation, report each
+stored member's `origin` (its row in old members + new candidates) and may ask for copies of
+an evaluated arch to rank last (`eliminate_duplicates`).
 """
 
 from __future__ import annotations
@@ -31,8 +37,20 @@ from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from flax import struct
 
 from hwgpt_jax.pareto import nsga2_survival
-from hwgpt_jax.search.base import GeneLayout, SearchAlgorithm, duplicate_rows, total_violation
-from hwgpt_jax.search.shaping import SHAPINGS, get_shaping
+from hwgpt_jax.search.base import (
+    GeneLayout,
+    SearchAlgorithm,
+    duplicate_rows,
+    random_genes,
+    total_violation,
+)
+from hwgpt_jax.search.shaping import (
+    HV_SAMPLES,
+    SHAPINGS,
+    get_shaping,
+    hv_is_exact,
+    nsga2_scores,
+)
 from hwgpt_jax.space import Arch, SearchSpace
 
 PREFIX = "evosax:"
@@ -60,10 +78,17 @@ def strategy_names() -> list[str]:
     return [PREFIX + name for name in sorted(EVOSAX_STRATEGIES)]
 
 
+def index_to_genes(x: jax.Array, space: SearchSpace) -> jax.Array:
+    """(..., G) reals holding choice indices -> canonical int32 genes (rounded, clipped)."""
+    cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
+    index = jnp.clip(jnp.round(jnp.nan_to_num(x, nan=0.0)), 0, cardinality - 1).astype(jnp.int32)
+    return GeneLayout.of(space).canonical(index)
+
+
 @struct.dataclass
 class State:
     strategy: Any  # the evosax strategy's state
-    pending: jax.Array  # (P, G) the last asked strategy coordinates
+    pending: jax.Array  # (B, G) the last asked strategy coordinates
     member_objectives: jax.Array  # (P, M) raw objectives of the strategy's stored members
     member_violation: jax.Array  # (P,)
     archive_genes: jax.Array  # (A, G) int32 canonical
@@ -81,38 +106,65 @@ class EvosaxSearch(SearchAlgorithm):
     """Multi-objective search driving evosax strategy `strategy` with `population_size`."""
 
     def __init__(self, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
-                 strategy: str = "CMA_ES", shaping: str = "nsga2", population_size: int = 256,
-                 archive_size: int = 1024):
+                 strategy: str | type = "CMA_ES", shaping: str = "nsga2",
+                 population_size: int = 256, archive_size: int = 1024,
+                 strategy_options: tuple[tuple[str, Any], ...] = ()):
+        """`strategy`: an evosax strategy name or an evosax algorithm class (our own
+        NSGA-II, MO-RE); `strategy_options`: extra constructor options of that class;
+        `archive_size` 0 keeps no archive (the runner's trajectory has every evaluation)."""
         super().__init__(space, n_objectives, n_constraints)
-        if strategy not in EVOSAX_STRATEGIES:
+        if isinstance(strategy, str) and strategy not in EVOSAX_STRATEGIES:
             raise ValueError(f"unknown evosax strategy {strategy!r}; expected one of "
                              f"{sorted(EVOSAX_STRATEGIES)}")
         get_shaping(shaping)
-        if shaping == "hv" and n_objectives not in (2, 3):
-            raise ValueError(f"hv shaping is exact for 2 or 3 objectives only; got "
-                             f"{n_objectives} (use nsga2 or chebyshev shaping)")
-        if population_size < 2 or archive_size < 1:
-            raise ValueError(f"population_size must be >= 2 and archive_size >= 1; got "
-                             f"{population_size}, {archive_size}")
-        self.strategy_name, self.shaping = strategy, shaping
-        self.name = PREFIX + strategy
+        if shaping == "hv" and n_objectives < 2:
+            raise ValueError(f"hv shaping needs 2 or more objectives; got {n_objectives} "
+                             f"(use nsga2 or chebyshev shaping)")
+        smallest = 2 if isinstance(strategy, str) else 1  # evosax's own need two members
+        if population_size < smallest or archive_size < 0:
+            raise ValueError(f"population_size must be >= {smallest} and archive_size >= 0; "
+                             f"got {population_size}, {archive_size}")
+        self.strategy_class = EVOSAX_STRATEGIES[strategy] if isinstance(strategy, str) else strategy
+        self.strategy_name, self.shaping = self.strategy_class.__name__, shaping
+        self.strategy_options = tuple(strategy_options)
+        if isinstance(strategy, str):
+            self.name = PREFIX + strategy
+        self.genotype = getattr(self.strategy_class, "genotype", "unit")
         self.population_size = self.batch_size = self.min_budget = population_size
         self.archive_size = archive_size
         self._check_strategy()
 
     def _configuration(self) -> tuple[Any, ...]:
         return (type(self), self.space, self.n_objectives, self.n_constraints,
-                self.strategy_name, self.shaping, self.population_size, self.archive_size)
+                self.strategy_class, self.strategy_options, self.shaping,
+                self.population_size, self.archive_size)
+
+    @property
+    def shaping_note(self) -> str | None:
+        """A one-line caveat on the shaping (None when it is exact), for reports."""
+        if self.shaping == "hv" and not hv_is_exact(self.n_objectives):
+            return (f"hv shaping on {self.n_objectives} objectives uses Monte-Carlo "
+                    f"hypervolume contributions ({HV_SAMPLES} samples per front), not exact ones")
+        return None
 
     @property
     def strategy(self) -> Any:
         """The evosax strategy object (built on demand: it is not part of the hash)."""
-        return EVOSAX_STRATEGIES[self.strategy_name](
-            population_size=self.population_size, solution=jnp.zeros(self.n_genes))
+        options = dict(self.strategy_options)
+        if self.genotype == "index":
+            options["cardinality"] = self.cardinality
+        return self.strategy_class(population_size=self.population_size,
+                                   solution=jnp.zeros(self.n_genes), **options)
 
     @property
     def population_based(self) -> bool:
-        return issubclass(EVOSAX_STRATEGIES[self.strategy_name], PopulationBasedAlgorithm)
+        return issubclass(self.strategy_class, PopulationBasedAlgorithm)
+
+    def coordinates_to_genes(self, x: jax.Array) -> jax.Array:
+        """(..., G) strategy coordinates -> canonical int32 genes."""
+        if self.genotype == "index":
+            return index_to_genes(x, self.space)
+        return unit_to_genes(0.5 + x / GENOTYPE_SPAN, self.space)
 
     def _check_strategy(self) -> None:
         """Build the strategy and trace one init/ask/tell; any failure is one line."""
@@ -128,7 +180,8 @@ class EvosaxSearch(SearchAlgorithm):
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             raise ValueError(
                 f"evosax strategy {self.strategy_name!r} cannot run on the {self.n_genes}-gene "
-                f"real genotype with population_size {self.population_size}: {reason}"
+                f"{'index' if self.genotype == 'index' else 'real'} genotype with "
+                f"population_size {self.population_size}: {reason}"
             ) from None
 
     @property
@@ -140,14 +193,19 @@ class EvosaxSearch(SearchAlgorithm):
         strategy, key_strategy, key_x = self.strategy, *jax.random.split(key)
         if self.population_based:
             strategy_state = strategy._init(key_strategy, params.strategy)
-            pending = jax.random.uniform(key_x, (p, self.n_genes), minval=-0.5, maxval=0.5)
-            pending = pending * GENOTYPE_SPAN
+            if self.genotype == "index":
+                pending = random_genes(key_x, self.cardinality, p).astype(jnp.float32)
+            else:
+                pending = jax.random.uniform(key_x, (p, self.n_genes), minval=-0.5, maxval=0.5)
+                pending = pending * GENOTYPE_SPAN
+            n_members = getattr(strategy_state, _member_fields(strategy_state)[0]).shape[0]
         else:
             strategy_state = strategy.init(key_strategy, jnp.zeros(self.n_genes), params.strategy)
-            pending = jnp.zeros((p, self.n_genes))
+            pending, n_members = jnp.zeros((p, self.n_genes)), p
         return State(
             strategy=_strong(strategy_state), pending=pending,
-            member_objectives=jnp.full((p, m), jnp.inf), member_violation=jnp.zeros((p,)),
+            member_objectives=jnp.full((n_members, m), jnp.inf),
+            member_violation=jnp.zeros((n_members,)),
             archive_genes=jnp.zeros((a, self.n_genes), jnp.int32),
             archive_objectives=jnp.full((a, m), jnp.inf), archive_violation=jnp.full((a,), jnp.inf),
             generation=jnp.int32(0))
@@ -160,8 +218,8 @@ class EvosaxSearch(SearchAlgorithm):
                 lambda: strategy.ask(key, state.strategy, params.strategy))
         else:
             x, strategy_state = strategy.ask(key, state.strategy, params.strategy)
-        genes = unit_to_genes(0.5 + x / GENOTYPE_SPAN, self.space)
-        return genes, state.replace(strategy=_strong(strategy_state), pending=x)
+        state = state.replace(strategy=_strong(strategy_state), pending=x)
+        return self.coordinates_to_genes(x), state
 
     def _tell(self, key, genes, objectives, constraints, state, params):
         key_shape, key_tell = jax.random.split(key)
@@ -175,16 +233,29 @@ class EvosaxSearch(SearchAlgorithm):
             strategy_state, _ = self.strategy.tell(key_tell, state.pending, fitness,
                                                    state.strategy, params.strategy)
             state = state.replace(strategy=_strong(strategy_state))
-        state = self._update_archive(genes, objectives, violation, state)
+        if self.archive_size:
+            state = self._update_archive(genes, objectives, violation, state)
         return state.replace(generation=state.generation + 1)
 
     def _tell_members(self, key_shape, key_tell, objectives, violation, state, params):
         """Joint shaping of stored members and new candidates, then the strategy's tell."""
-        strategy, p, x = self.strategy, self.population_size, state.pending
+        strategy, x = self.strategy, state.pending
+        p = state.member_objectives.shape[0]
         population_field, fitness_field = _member_fields(state.strategy)
-        fitness = get_shaping(self.shaping)(
-            key_shape, jnp.concatenate([state.member_objectives, objectives]),
-            jnp.concatenate([state.member_violation, violation]))
+        old_members = getattr(state.strategy, population_field)
+        all_objectives = jnp.concatenate([state.member_objectives, objectives])
+        all_violation = jnp.concatenate([state.member_violation, violation])
+        if getattr(self.strategy_class, "eliminate_duplicates", False):
+            # A copy of an evaluated arch ranks behind every distinct one (as pymoo does);
+            # before the first tell the members are unevaluated placeholders.
+            genes = self.coordinates_to_genes(jnp.concatenate([old_members, x]))
+            copies = duplicate_rows(genes, self.cardinality) & (state.generation > 0)
+            all_violation = jnp.where(copies, jnp.inf, all_violation)
+        if self.shaping == "nsga2" and getattr(self.strategy_class, "truncation_survival", False):
+            # Only the best p are kept and compared: rank no further, skip the centering sort.
+            fitness = nsga2_scores(all_objectives, all_violation, p)
+        else:
+            fitness = get_shaping(self.shaping)(key_shape, all_objectives, all_violation)
         old_fitness, new_fitness = fitness[:p], fitness[p:]
 
         def first():
@@ -194,9 +265,12 @@ class EvosaxSearch(SearchAlgorithm):
             reshaped = state.strategy.replace(**{fitness_field: old_fitness})
             return strategy.tell(key_tell, x, new_fitness, reshaped, params.strategy)[0]
 
-        old_members = getattr(state.strategy, population_field)
         strategy_state = jax.lax.cond(state.generation == 0, lambda: _strong(first()),
                                       lambda: _strong(later()))
+        if hasattr(strategy_state, "origin"):  # the strategy says where each member came from
+            return state.replace(
+                strategy=strategy_state, member_objectives=all_objectives[strategy_state.origin],
+                member_violation=all_violation[strategy_state.origin])
         members = getattr(strategy_state, population_field)
         from_new = jnp.all(members == x, axis=1)
         from_old = jnp.all(members == old_members, axis=1) & (state.generation > 0)
@@ -247,4 +321,4 @@ def _strong(tree: Any) -> Any:
 
 
 __all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "archive_front", "decode",
-           "strategy_names", "unit_to_genes"]
+           "index_to_genes", "strategy_names", "unit_to_genes"]

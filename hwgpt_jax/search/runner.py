@@ -9,6 +9,8 @@ computed on normalized objectives from it (`hypervolume_curve`).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -117,11 +119,56 @@ def _scan(algorithm, problem, n_steps, key, params):
     return jax.lax.scan(step, state, jax.random.split(key, n_steps))
 
 
+def available_memory_bytes(device: jax.Device) -> int | None:
+    """Memory a run may use on `device`: the accelerator's free memory, or this machine's
+    free physical memory for the CPU (other processes hold the rest; None when unknown)."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(algorithm: SearchAlgorithm, n_steps: int, compiled: Any) -> None:
+    """One-line ValueError, before anything runs, when the compiled search would not fit.
+
+    The compiler's memory analysis gives the working buffers and the trajectory it returns;
+    the trajectory is counted three times (device result, canonical genes, host copies).
+    """
+    analysis = compiled.memory_analysis()
+    device = jax.devices()[0]
+    available = available_memory_bytes(device)
+    if analysis is None or available is None:
+        return
+    working = analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+    trajectory = analysis.output_size_in_bytes
+    needed = working + 3 * trajectory
+    if needed > available:
+        raise ValueError(
+            f"{algorithm.name} with {algorithm.batch_size} candidates x {n_steps} steps needs "
+            f"about {needed / 2**30:.1f} GiB ({working / 2**30:.1f} GiB working memory, "
+            f"{trajectory / 2**30:.1f} GiB trajectory x 3) but {device.platform} has "
+            f"{available / 2**30:.1f} GiB free; use a smaller population or budget")
+
+
+@functools.lru_cache(maxsize=32)
+def _check_scan_memory(algorithm: SearchAlgorithm, problem: Problem, n_steps: int) -> None:
+    """`check_memory` of the compiled scan, once per configuration (compiling ahead of time
+    gives the memory analysis; the jitted call of `run_compiled` then reuses the executable)."""
+    lowered = _scan.lower(algorithm, problem, n_steps, jax.random.key(0),
+                          algorithm.default_params)
+    check_memory(algorithm, n_steps, lowered.compile())
+
+
 def run_compiled(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: jax.Array,
                  params: Any = None, seed: int = 0) -> tuple[Any, SearchResult]:
-    """Like `run_search`, as one compiled `lax.scan`; returns (final state, result)."""
+    """Like `run_search`, as one compiled `lax.scan`; returns (final state, result).
+    A run that would not fit in memory is refused before it starts (`check_memory`)."""
     n_steps = check_budget(algorithm, budget)
     params = algorithm.default_params if params is None else params
+    _check_scan_memory(algorithm, problem, n_steps)
     state, (genes, objectives, constraints) = _scan(algorithm, problem, n_steps, key, params)
     genes = algorithm.layout.canonical(genes)
     flat = lambda x: np.asarray(x).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
@@ -165,5 +212,6 @@ def infeasibility_message(result: SearchResult, problem: Problem) -> str | None:
             f"evaluations by {result.algorithm}); " + "; ".join(parts))
 
 
-__all__ = ["SearchResult", "check_budget", "hypervolume_curve", "infeasibility_message",
-           "run_compiled", "run_search", "total_violation"]
+__all__ = ["SearchResult", "available_memory_bytes", "check_budget", "check_memory",
+           "hypervolume_curve", "infeasibility_message", "run_compiled", "run_search",
+           "total_violation"]

@@ -10,7 +10,11 @@ SNES) and selection-style ones (SimpleGA, DE) see the same order.
   constrained domination (feasible first, infeasible by total violation).
 - `hv`: non-dominated rank, then exclusive hypervolume contribution within the front (as in
   SMS-EMOA, Beume et al., EJOR 2007); exact for 2 objectives (O(N log N)) and 3 objectives
-  (an x-sweep, O(N^2) per front); 4+ objectives are refused.
+  (an x-sweep, O(N^2) per front); for 4+ objectives a Monte-Carlo estimate
+  (`HV_SAMPLES` uniform samples of the reference box per front, fresh each call; a sample
+  dominated by exactly one member of the front counts for that member, as in Bader &
+  Zitzler's HypE, Evol. Comput. 2011), so contributions below about 1 / HV_SAMPLES of the
+  box are not told apart (`hv_is_exact` says which).
 - `chebyshev`: weighted Chebyshev distance to the ideal point on min-max normalized
   objectives, with one weight vector drawn uniformly from the simplex per call (ParEGO,
   Knowles, IEEE TEVC 2006); infeasible candidates rank after every feasible one.
@@ -23,10 +27,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from hwgpt_jax.pareto import crowding_distance, pareto_ranks
+from hwgpt_jax.pareto import crowding_distance, pareto_ranks, ranks_and_crowding
 
 ShapingFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 HV_REFERENCE = 1.1  # reference point in normalized objectives: boundary points count
+HV_SAMPLES = 8192  # Monte-Carlo samples per front for the hv shaping of 4+ objectives
+_BLOCK_ELEMENTS = 2**22  # elements of one (samples, N, M) dominance comparison
 
 
 def centered_ranks(*keys: jax.Array) -> jax.Array:
@@ -57,6 +63,14 @@ def nsga2_ranks_crowding(objectives: jax.Array, violation: jax.Array
     finite = jnp.nan_to_num(objectives.astype(jnp.float32), nan=jnp.inf)
     finite = jnp.clip(finite, -jnp.finfo(jnp.float32).max, jnp.finfo(jnp.float32).max)
     return ranks, crowding_distance(finite, ranks)
+
+
+def nsga2_scores(objectives: jax.Array, violation: jax.Array, n_keep: int) -> jax.Array:
+    """rank + (0.5 - arctan(crowding) / pi): increasing in (rank, -crowding) like
+    `nsga2_shaping` but not centered (no sort); for truncation survival, where only the
+    order of the best `n_keep` matters and ranking stops there."""
+    ranks, crowding = ranks_and_crowding(objectives, n_keep, violation)
+    return ranks.astype(jnp.float32) + (0.5 - jnp.arctan(crowding) / jnp.pi)
 
 
 def nsga2_shaping(key: jax.Array, objectives: jax.Array, violation: jax.Array) -> jax.Array:
@@ -128,20 +142,57 @@ def _contributions_3d(points: jax.Array, ranks: jax.Array, reference: float,
     return jax.lax.fori_loop(0, n_fronts, front, jnp.zeros((n,), points.dtype))
 
 
+def _contributions_monte_carlo(key: jax.Array, points: jax.Array, ranks: jax.Array,
+                               reference: float, n_fronts: jax.Array | int,
+                               n_samples: int = HV_SAMPLES) -> jax.Array:
+    """Monte-Carlo exclusive hypervolume of each point within its front (any M): the share of
+    uniform samples of [0, reference]^M that only this member of the front dominates, times
+    the box volume. Samples are compared in blocks, so memory is O(block * N)."""
+    n, m = points.shape
+    block = int(max(1, min(n_samples, _BLOCK_ELEMENTS // max(1, n * m))))
+    n_blocks = -(-n_samples // block)
+    samples = jax.random.uniform(key, (n_blocks * block, m), points.dtype) * reference
+    valid_sample = jnp.arange(n_blocks * block) < n_samples
+
+    def front(rank, total):
+        member = ranks == rank
+
+        def add_block(b, counts):
+            sample = jax.lax.dynamic_slice(samples, (b * block, 0), (block, m))
+            valid = jax.lax.dynamic_slice(valid_sample, (b * block,), (block,))
+            covers = jnp.all(points[None, :, :] <= sample[:, None, :], axis=-1) & member
+            alone = (jnp.sum(covers, axis=1) == 1) & valid
+            return counts.at[jnp.argmax(covers, axis=1)].add(alone.astype(points.dtype))
+
+        counts = jax.lax.fori_loop(0, n_blocks, add_block, jnp.zeros((n,), points.dtype))
+        return total + jnp.where(member, counts, 0.0)
+
+    counts = jax.lax.fori_loop(0, n_fronts, front, jnp.zeros((n,), points.dtype))
+    return counts * (reference ** m / n_samples)
+
+
+def hv_is_exact(n_objectives: int) -> bool:
+    """Whether the hv shaping's contributions are exact (2 or 3 objectives) or Monte-Carlo."""
+    return n_objectives in (2, 3)
+
+
 def hv_shaping(key: jax.Array, objectives: jax.Array, violation: jax.Array) -> jax.Array:
-    """Centered rank of (non-dominated rank, -exclusive hypervolume contribution)."""
-    del key
+    """Centered rank of (non-dominated rank, -exclusive hypervolume contribution); the
+    contributions are exact for 2 or 3 objectives, Monte-Carlo estimates beyond."""
     n_objectives = objectives.shape[1]
-    if n_objectives not in (2, 3):
-        raise ValueError(f"hv shaping is exact for 2 or 3 objectives only; got {n_objectives} "
-                         "(use nsga2 or chebyshev shaping)")
+    if n_objectives < 2:
+        raise ValueError(f"hv shaping needs 2 or more objectives; got {n_objectives}")
     ranks = pareto_ranks(objectives, violation=violation)
     points = jnp.minimum(normalize_jointly(objectives, violation), HV_REFERENCE)
     if n_objectives == 2:
         return centered_ranks(ranks, -_contributions_2d(points, ranks, HV_REFERENCE))
-    # 3-D: every feasible front (infeasible points are ordered by violation already).
+    # Every feasible front (infeasible points are ordered by violation already).
     n_fronts = jnp.max(jnp.where(violation <= 0, ranks + 1, 0))
-    return centered_ranks(ranks, -_contributions_3d(points, ranks, HV_REFERENCE, n_fronts))
+    if n_objectives == 3:
+        contributions = _contributions_3d(points, ranks, HV_REFERENCE, n_fronts)
+    else:
+        contributions = _contributions_monte_carlo(key, points, ranks, HV_REFERENCE, n_fronts)
+    return centered_ranks(ranks, -contributions)
 
 
 def chebyshev_weights(key: jax.Array, n_objectives: int) -> jax.Array:
