@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -13,7 +14,7 @@ from hwgpt_jax.cli import main
 from hwgpt_jax.pareto import hypervolume, normalization_bounds, normalize_objectives
 from hwgpt_jax.search import Problem, make_algorithm, run_compiled
 from hwgpt_jax.search.evosax_search import decode, unit_to_genes
-from hwgpt_jax.search.experiment import ExperimentConfig
+from hwgpt_jax.search.experiment import Experiment, ExperimentConfig, summary
 from hwgpt_jax.search.objectives import analytic_metric, random_mlp_objective
 from hwgpt_jax.space import get_space
 
@@ -124,6 +125,15 @@ def test_hv_shaping_on_four_objectives_is_monte_carlo_and_says_so():
     assert "Monte-Carlo" in algorithm.shaping_note
     assert make_algorithm("evosax:CMA_ES", SPACE, 3, shaping="hv",
                           population_size=8).shaping_note is None
+
+
+def test_experiment_summary_carries_the_shaping_note():
+    config = ExperimentConfig(algorithms=("evosax:CMA_ES",), budget=64, shaping="hv")
+    curve = (np.arange(2), np.array([0.1, 0.2]))
+    experiment = Experiment(config, None, None, None, [], {("evosax:CMA_ES", 0): curve},
+                            notes={"evosax:CMA_ES": "hv shaping ... Monte-Carlo"})
+    assert summary(experiment)["evosax:CMA_ES"]["note"] == "hv shaping ... Monte-Carlo"
+    assert "note" not in summary(dataclasses.replace(experiment, notes={}))["evosax:CMA_ES"]
 
 
 def test_experiment_config_accepts_evosax_names():

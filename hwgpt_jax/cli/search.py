@@ -218,7 +218,8 @@ def _search(args: argparse.Namespace) -> int:
 
     for name, row in summary(experiment).items():
         print(f"{name:>26s}: final hypervolume {row['final_hypervolume_mean']:.4f} "
-              f"+- {row['final_hypervolume_std']:.4f} over {config.seeds} seed(s)")
+              f"+- {row['final_hypervolume_std']:.4f} over {config.seeds} seed(s)"
+              + (f" (note: {row['note']})" if "note" in row else ""))
     print(f"wrote {len(paths)} files to {options['out']}")
     from hwgpt_jax.search.runner import infeasibility_message
 

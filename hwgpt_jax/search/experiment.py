@@ -96,6 +96,7 @@ class Experiment:
     upper: np.ndarray
     results: list[SearchResult]
     curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)  # caveats per algorithm
 
 
 def run_experiment(config: ExperimentConfig, problem: Problem,
@@ -124,7 +125,9 @@ def run_experiment(config: ExperimentConfig, problem: Problem,
             results.append(result)
             curves[(name, seed)] = hypervolume_curve(
                 result, lower, upper, np.full(problem.n_objectives, config.ref_point))
-    return Experiment(config, problem, lower, upper, results, curves)
+    notes = {name: note for name, algorithm in algorithms.items()
+             if (note := getattr(algorithm, "shaping_note", None))}
+    return Experiment(config, problem, lower, upper, results, curves, notes)
 
 
 def _frame(result: SearchResult, problem: Problem, rows: np.ndarray) -> pd.DataFrame:
@@ -162,6 +165,8 @@ def summary(experiment: Experiment) -> dict[str, Any]:
                      "final_hypervolume_min": float(np.min(finals)),
                      "final_hypervolume_max": float(np.max(finals)),
                      "per_seed": [float(v) for v in finals]}
+        if name in experiment.notes:
+            out[name]["note"] = experiment.notes[name]
     return out
 
 
