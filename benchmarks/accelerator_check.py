@@ -37,9 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hwgpt_jax import model
-from hwgpt_jax.files import write_text_atomic
-from hwgpt_jax.space import Arch, SearchSpace, get_space
+from hwgpt_jax.base.files import write_text_atomic
+from hwgpt_jax.model import supernet as model
+from hwgpt_jax.space.arch import Arch, SearchSpace, get_space
 
 PLANS: dict[str, dict[str, int]] = {
     # forward (batch x seq), training (batch x seq, timed steps), evaluation, profiling, query
@@ -90,8 +90,8 @@ def check_masked_dense(space: SearchSpace, plan: dict[str, int]) -> dict[str, An
 
 
 def check_train(space: SearchSpace, plan: dict[str, int], dtype: str) -> dict[str, Any]:
-    from hwgpt_jax.config import ExperimentConfig
-    from hwgpt_jax.train import Trainer
+    from hwgpt_jax.stages.train import Trainer
+    from hwgpt_jax.stages.train_config import ExperimentConfig
 
     n_dev = jax.local_device_count()
     batch = -(-plan["train_batch"] // n_dev) * n_dev
@@ -122,7 +122,7 @@ def check_train(space: SearchSpace, plan: dict[str, int], dtype: str) -> dict[st
 
 
 def check_evaluate(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.evaluate import Evaluator
+    from hwgpt_jax.measure.quality import Evaluator
 
     params = model.Supernet(space, rngs=nnx.Rngs(0)).params()
     windows = np.asarray(_tokens(space, plan["eval_windows"], plan["eval_seq"] + 1, seed=1))
@@ -143,7 +143,7 @@ def check_evaluate(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_profile(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.profile import ProfileConfig, Profiler
+    from hwgpt_jax.measure.profiler import ProfileConfig, Profiler
 
     device = jax.devices()[0]
     dtype = "float32" if device.platform == "cpu" else "bfloat16"
@@ -169,7 +169,7 @@ def check_profile(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_pmap(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.train import replicate
+    from hwgpt_jax.stages.train import replicate
 
     n_dev = jax.local_device_count()
     params = model.Supernet(space, rngs=nnx.Rngs(0)).params()
@@ -189,8 +189,8 @@ def check_pmap(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_query_search(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.bench import Benchmark  # heavy imports, only for this check
     from hwgpt_jax.search import NSGA2, build_problem, run_compiled
+    from hwgpt_jax.surrogates.benchmark import Benchmark  # heavy imports, only for this check
 
     bench = Benchmark.published("s")  # the published surrogates exist for s, m and l
     keys = ["perplexity", f"latency:{bench.devices('latency')[0]}"]

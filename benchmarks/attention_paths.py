@@ -1,4 +1,4 @@
-"""Time the causal attention kernels (`hwgpt_jax.attention`) on this machine and print JSON.
+"""Time the causal attention kernels (`hwgpt_jax.model.attention`) on this machine and print JSON.
 
 Runs the CPU-blocked kernel and XLA's `jax.nn.dot_product_attention` interleaved (A B A B)
 on q, k, v of one layer at the widest heads of a scale, forward and forward+backward, and
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.attention import causal_attention
+from hwgpt_jax.model.attention import causal_attention
 
 
 def main() -> None:

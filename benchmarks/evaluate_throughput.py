@@ -21,11 +21,11 @@ import time
 import jax
 import numpy as np
 
-from hwgpt_jax.evaluate import Evaluator
-from hwgpt_jax.model import init_params
-from hwgpt_jax.profile import host_cpu_model
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.measure.profiler import host_cpu_model
+from hwgpt_jax.measure.quality import Evaluator
+from hwgpt_jax.model.supernet import init_params
+from hwgpt_jax.space.arch import Arch, get_space
 
 
 def main() -> None:

@@ -29,12 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.pareto import (
-    hypervolume,
-    non_dominated_mask,
-    normalization_bounds,
-    normalize_objectives,
-)
 from hwgpt_jax.search import (
     Problem,
     build_problem,
@@ -44,7 +38,13 @@ from hwgpt_jax.search import (
     strategy_names,
 )
 from hwgpt_jax.search.base import GeneLayout
-from hwgpt_jax.space import SPACES
+from hwgpt_jax.search.pareto import (
+    hypervolume,
+    non_dominated_mask,
+    normalization_bounds,
+    normalize_objectives,
+)
+from hwgpt_jax.space.arch import SPACES
 
 GROUPS = {
     "baselines": ("random_search", "mo_regularized_evolution", "nsga2", "local_search"),
@@ -181,7 +181,7 @@ def main() -> None:
                       note="hypervolume below is a fraction of the true front's")
         lower_hv, upper_hv = lower, upper
     else:
-        from hwgpt_jax.bench import Benchmark
+        from hwgpt_jax.surrogates.benchmark import Benchmark
 
         bench = Benchmark.published("s")
         problem = build_problem(bench.space, args.objectives.split(","), bench=bench)

@@ -44,8 +44,8 @@ def step_products(scale: str, batch: int, seq: int) -> tuple[list[dict], float]:
     the step's matrix-product FLOPs (`costs.training_flops`)."""
     import numpy as np
 
-    from hwgpt_jax.costs import training_flops
-    from hwgpt_jax.space import get_space
+    from hwgpt_jax.space.arch import get_space
+    from hwgpt_jax.space.costs import training_flops
 
     space = get_space(scale)
     largest = space.largest()
@@ -153,7 +153,7 @@ def measure(scale: str, batch: int, seq: int, rounds: int, min_seconds: float,
             torch_python: str | None) -> dict:
     import jax
 
-    from hwgpt_jax.profile import host_cpu_model
+    from hwgpt_jax.measure.profiler import host_cpu_model
 
     products, step_flops = step_products(scale, batch, seq)
     pythons = {"xla": sys.executable, "xla-eigen": sys.executable, "numpy": sys.executable}
@@ -214,7 +214,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if "--worker" not in sys.argv:
-        from hwgpt_jax.runtime import reexec_with_tuned_allocator
+        from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 
         reexec_with_tuned_allocator()  # the workers inherit the allocator settings
     main()

@@ -1,4 +1,4 @@
-"""Hypervolume speed: hwgpt_jax.hypervolume.hypervolume against moocore (pymoo's backend).
+"""Hypervolume speed: hwgpt_jax.search.hypervolume.hypervolume against moocore (pymoo's backend).
 
 Prints one JSON line per case: best-of-repeats wall time and process CPU time per call (ms)
 for ours and moocore, their ratios, and the relative difference of the values. Fronts are
@@ -21,8 +21,8 @@ import time
 import moocore
 import numpy as np
 
-from hwgpt_jax.hypervolume import hypervolume
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.search.hypervolume import hypervolume
 
 
 def best_times_ms(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:

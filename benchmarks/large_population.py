@@ -19,8 +19,8 @@ import time
 
 import jax
 
-from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.search import build_problem, make_algorithm, run_compiled
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.measure.profiler import ProfileConfig, host_cpu_model, profile_archs
 from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.profile import ProfileConfig, host_cpu_model, profile_archs
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 
 def main() -> None:

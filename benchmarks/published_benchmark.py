@@ -22,9 +22,10 @@ import time
 
 import jax
 
-from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
-COLD = ("import time; t = time.perf_counter(); from hwgpt_jax.bench import Benchmark; "
+COLD = ("import time; t = time.perf_counter(); "
+        "from hwgpt_jax.surrogates.benchmark import Benchmark; "
         "i = time.perf_counter(); Benchmark.published({scale!r}); "
         "print(time.perf_counter() - i, i - t)")
 

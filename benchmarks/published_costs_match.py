@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgpt_jax.published import ARCH_KEYS
-from hwgpt_jax.published_costs import published_costs
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.published_costs import published_costs
+from hwgpt_jax.surrogates.published import ARCH_KEYS
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ so this script re-measures PyTorch peers in the same session as ours:
   Its logits are first checked against our masked supernet.
 
 Like every benchmark here, it first restarts itself with the allocator settings of
-`hwgpt_jax.runtime`, so both sides run under the same allocator (`HWGPT_SYSTEM_MALLOC=1`:
+`hwgpt_jax.cli.runtime`, so both sides run under the same allocator (`HWGPT_SYSTEM_MALLOC=1`:
 glibc's defaults, as when the issues' reference figures were taken).
 
 PyTorch is not a dependency of hwgpt-jax: run this with any Python that has torch and the
@@ -40,7 +40,8 @@ import time
 import jax
 import numpy as np
 
-from hwgpt_jax.model import (
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.model.supernet import (
     ROPE_BASE,
     ROPE_FRACTION,
     dense_forward,
@@ -48,8 +49,7 @@ from hwgpt_jax.model import (
     init_params,
     masked_forward,
 )
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 try:
     import torch
@@ -249,7 +249,7 @@ def sandwich_draws(args, space) -> list[dict[str, str]]:
             sys.exit(f"{args.sandwich_from} holds no train_throughput row of scale "
                      f"{space.scale!r} with sandwich_steps")
         return [step["archs"] for step in rows[-1]["sandwich_steps"]][:args.steps]
-    from hwgpt_jax.train import sandwich_members, training_keys  # imports orbax: only here
+    from hwgpt_jax.stages.train import sandwich_members, training_keys  # imports orbax: only here
 
     key = training_keys(args.seed)[1]
     return [{m.name: space.arch_ids(m.arch[0])[0]

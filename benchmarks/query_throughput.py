@@ -27,8 +27,8 @@ import time
 
 import jax
 
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
 
 def timed(fn, reps: int) -> tuple[float, float]:

@@ -30,10 +30,10 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
-from hwgpt_jax.pareto import hypervolume, non_dominated_mask, normalize_objectives
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 from hwgpt_jax.search import NSGA2, Problem, random_mlp_objective, run_compiled
-from hwgpt_jax.space import get_space
+from hwgpt_jax.search.pareto import hypervolume, non_dominated_mask, normalize_objectives
+from hwgpt_jax.space.arch import get_space
 
 
 class _PymooArchProblem(PymooProblem):
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--device", help="latency device of --surrogates (default: its first)")
     args = parser.parse_args()
     if args.surrogates:
-        from hwgpt_jax.bench import Benchmark
+        from hwgpt_jax.surrogates.benchmark import Benchmark
 
         bench = Benchmark.load(args.surrogates)
         space = bench.space

@@ -11,9 +11,9 @@ import time
 
 import jax
 
-from hwgpt_jax.encoding import onehot
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import get_space
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.encoding import onehot
 
 
 def _best_time(fn, reps: int) -> float:

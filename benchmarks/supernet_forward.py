@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax import model
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import get_space
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.model import supernet as model
+from hwgpt_jax.space.arch import get_space
 
 
 def _timed(fn, *args) -> tuple[float, float]:

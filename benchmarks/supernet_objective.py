@@ -20,10 +20,10 @@ import time
 import jax
 import numpy as np
 
-from hwgpt_jax.model import init_params
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.model.supernet import init_params
 from hwgpt_jax.search.objectives import supernet_perplexity
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from hwgpt_jax import data
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.data import corpus as data
 
 
 def _best_of(repeats: int, run) -> float:

@@ -9,7 +9,7 @@ Usage: python benchmarks/train_throughput.py [--scales tiny s] [--batch 8] [--se
        [--steps 8]
 Reference (PyTorch HW-GPT-Bench supernet, this machine, 2 threads, fp32, batch 8 x seq 256,
 GPT-S, glibc's default allocator): largest alone 10.6 s per step; sandwich step 20.8 s. The
-script restarts itself with the allocator settings that `hwgpt` uses (`hwgpt_jax.runtime`;
+script restarts itself with the allocator settings that `hwgpt` uses (`hwgpt_jax.cli.runtime`;
 `HWGPT_SYSTEM_MALLOC=1` keeps glibc's defaults); the row records them.
 """
 
@@ -25,10 +25,10 @@ import time
 
 import jax
 
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.costs import training_flops
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.train import Member, Trainer, sandwich_members
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.space.costs import training_flops
+from hwgpt_jax.stages.train import Member, Trainer, sandwich_members
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 PYTORCH_S_SANDWICH_SECONDS = 20.8
 PYTORCH_S_LARGEST_SECONDS = 10.6
@@ -120,7 +120,7 @@ def _with_dim(space, dim, n_dev):
 def _timed(trainer: Trainer, members) -> tuple[float, float, int, dict]:
     """Wall and process-CPU seconds of one step (CPU time is the steadier figure on a shared
     machine: other processes inflate wall time, not this process's CPU time), the minor
-    page faults it took (see `hwgpt_jax.runtime`) and the step's metrics."""
+    page faults it took (see `hwgpt_jax.cli.runtime`) and the step's metrics."""
     start, cpu, faults = time.perf_counter(), time.process_time(), _minor_faults()
     metrics = trainer.step(members)  # blocks: reads the losses
     return (time.perf_counter() - start, time.process_time() - cpu, _minor_faults() - faults,

@@ -44,12 +44,12 @@ import jax
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from hwgpt_jax.encoding import COST_FEATURES, cost_features, encode
-from hwgpt_jax.published import GPUS, load_published
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.space import get_space
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.encoding import COST_FEATURES, cost_features, encode
 from hwgpt_jax.surrogates import fit_surrogate, load_presets, predict
 from hwgpt_jax.surrogates.fit import QUALITY_METRICS, default_config
+from hwgpt_jax.surrogates.published import GPUS, load_published
 
 LEVELS = (0.5, 0.8, 0.9)
 

@@ -24,17 +24,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.files import file_sha256, write_text_atomic
+from hwgpt_jax.base.files import file_sha256, write_text_atomic
 from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import load_presets
+from hwgpt_jax.surrogates.benchmark import Benchmark
 from hwgpt_jax.surrogates.packaged import (
     MANIFEST,
     PACKAGED_ROOT,
     SCALES,
     save_packaged,
 )
+from hwgpt_jax.surrogates.published import load_published
 
 
 def build_scale(archive: Path, out: Path, configs: dict | None) -> dict:

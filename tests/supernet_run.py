@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgpt_jax.config import ExperimentConfig
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 _RUNS: dict[Path, Path] = {}
 
@@ -22,7 +22,7 @@ WORDS = ["alpha", "beta", "gamma", "delta", "model", "token", "layer", "head", "
 
 def supernet_run(tmp_path_factory) -> Path:
     """Run folder of an untrained tiny supernet (seq 16) on a 16-word local corpus."""
-    from hwgpt_jax.train import Trainer
+    from hwgpt_jax.stages.train import Trainer
 
     root = tmp_path_factory.getbasetemp()
     if root not in _RUNS:

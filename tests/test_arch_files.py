@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from hwgpt_jax.arch_files import read_arch_file
 from hwgpt_jax.cli import main
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.arch_files import read_arch_file
 
 TINY = get_space("tiny")
 GOOD = {"embed_dim": 64, "n_layer": 2, "n_head": [2, 4], "mlp_ratio": [2, 3], "bias": True}

@@ -1,4 +1,5 @@
-"""Tests of hwgpt_jax/bench.py: batched queries, modes, ground truth, save/load, bad input."""
+"""Tests of hwgpt_jax/surrogates/benchmark.py: batched queries, modes, ground truth, save/load,
+bad input."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.costs import forward_flops, param_count
 from hwgpt_jax.presets import find_preset
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.costs import forward_flops, param_count
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, SurrogateSpec
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
 SPACE = get_space("tiny")
 PRESETS = find_preset("surrogates", "default")
@@ -187,7 +188,7 @@ def test_invalid_values_are_rejected_naming_the_field(bench, field, row, value, 
 
 @pytest.mark.parametrize("mode", ["median", "quantiles", "interval", "sample"])
 def test_chunked_prediction_equals_one_pass_over_the_batch(bench, mode):
-    from hwgpt_jax.bench import _predict_all
+    from hwgpt_jax.surrogates.benchmark import _predict_all
 
     archs = SPACE.sample(jax.random.key(12), 50)
     keys = ["perplexity", "latency:cpu", "latency:gpu"]

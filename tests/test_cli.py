@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from hwgpt_jax.cli import main
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 
 def test_space_show_json(capsys):

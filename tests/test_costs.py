@@ -1,8 +1,8 @@
 import jax
 import numpy as np
 
-from hwgpt_jax.costs import forward_flops, param_count, training_flops
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.costs import forward_flops, param_count, training_flops
 
 
 def test_param_count_hand_computed_tiny_smallest():
@@ -58,7 +58,7 @@ def test_training_flops_match_xla_count_of_the_gradient():
     # element-wise work (and the scatter of the embedding gradient), so it may be a little
     # above the product count, never far from it; a count that missed the backward pass's two
     # products per forward product would be off by 3x.
-    from hwgpt_jax.model import dense_forward, extract, init_params
+    from hwgpt_jax.model.supernet import dense_forward, extract, init_params
 
     space = get_space("tiny")
     params = jax.device_get(init_params(jax.random.key(0), space))

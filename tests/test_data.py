@@ -1,4 +1,4 @@
-"""Corpus sources, token shards and grain window pipelines (hwgpt_jax/data.py).
+"""Corpus sources, token shards and grain window pipelines (hwgpt_jax/data/corpus.py).
 
 Most tests use a synthetic corpus in which every token occurs once (apart from end-of-text),
 so a window's position in its split, and the document each token came from, are recoverable.
@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hwgpt_jax import data, tokenizer
+from hwgpt_jax.data import corpus as data
+from hwgpt_jax.data import tokenizer
 
 EOT = tokenizer.EOT_ID
 BLOCK = 8
@@ -316,7 +317,7 @@ def test_unknown_hugging_face_dataset_offline(tmp_path):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                         "HF_HOME": str(tmp_path / "hf")}
     code = (
-        "from hwgpt_jax import data\n"
+        "from hwgpt_jax.data import corpus as data\n"
         "try:\n"
         f"    data.prepare_corpus('no-such-user/no-such-corpus', {str(tmp_path / 'o')!r})\n"
         "except ValueError as err:\n"

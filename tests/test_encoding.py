@@ -2,8 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from hwgpt_jax.encoding import continuous, encode, onehot, onehot_size
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.encoding import continuous, encode, onehot, onehot_size
 
 
 @pytest.mark.parametrize(("scale", "length"), [("tiny", 32), ("s", 80), ("m", 152), ("l", 224)])
@@ -61,9 +61,9 @@ def test_encodings_jit_and_batch_shapes():
 
 
 def test_cost_features_use_the_published_counts_and_fall_back_on_tiny():
-    from hwgpt_jax.costs import param_count
-    from hwgpt_jax.encoding import COST_FEATURES, cost_features, cost_source, cost_summary
-    from hwgpt_jax.published_costs import published_costs
+    from hwgpt_jax.space.costs import param_count
+    from hwgpt_jax.space.encoding import COST_FEATURES, cost_features, cost_source, cost_summary
+    from hwgpt_jax.space.published_costs import published_costs
 
     space = get_space("m")
     archs = space.sample(jax.random.key(2), 32)

@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax import model
-from hwgpt_jax.checkpoints import load_trained_params
+from hwgpt_jax.base.files import read_table_metadata
 from hwgpt_jax.cli import main
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.evaluate import Evaluator, quality_observations, run_validation_windows
-from hwgpt_jax.files import read_table_metadata
-from hwgpt_jax.space import Arch, get_space
-from hwgpt_jax.train import Trainer
+from hwgpt_jax.measure.quality import Evaluator, quality_observations, run_validation_windows
+from hwgpt_jax.model import supernet as model
+from hwgpt_jax.model.checkpoints import load_trained_params
+from hwgpt_jax.space.arch import Arch, get_space
+from hwgpt_jax.stages.train import Trainer
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 SPACE = get_space("tiny")
 
@@ -139,7 +139,7 @@ def test_vocab_chunked_head_equals_full_logits(vocab):
     """The vocabulary-chunked head's NLL sum and accuracy equal log-sum-exp and argmax over the
     full logits, with tied maxima (duplicated embedding rows, across and within chunks) going
     to the first index as in `argmax`."""
-    from hwgpt_jax.evaluate import _head_sums
+    from hwgpt_jax.measure.quality import _head_sums
 
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(vocab, 16)).astype(np.float32)

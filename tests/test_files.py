@@ -1,4 +1,4 @@
-"""hwgpt_jax/files.py: checksummed tables and sidecars, the output policy, output locks."""
+"""hwgpt_jax/base/files.py: checksummed tables and sidecars, the output policy, output locks."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hwgpt_jax.files import (
+from hwgpt_jax.base.files import (
     check_output,
     check_sidecar_seal,
     output_lock,

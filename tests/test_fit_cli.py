@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import main
-from hwgpt_jax.costs import param_count
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.costs import param_count
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
 SPACE = get_space("tiny")
 

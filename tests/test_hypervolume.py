@@ -1,4 +1,4 @@
-"""Tests for hwgpt_jax.hypervolume against brute force (inclusion-exclusion, the coordinate
+"""Tests for hwgpt_jax.search.hypervolume against brute force (inclusion-exclusion, the coordinate
 grid) and pymoo/moocore."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from pymoo.indicators.hv import HV
 
-from hwgpt_jax import hypervolume as hv
-from hwgpt_jax import pareto
+from hwgpt_jax.search import hypervolume as hv
+from hwgpt_jax.search import pareto
 
-# ---------------------------------------------------------------------------------------------
 # Oracles
 
 

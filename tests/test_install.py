@@ -42,7 +42,8 @@ def test_wheel_in_a_fresh_venv_runs_the_micro_pipeline(tmp_path):
                       "print(hwgpt_jax.__file__); print(p.find_preset('train', 'tiny'))"],
                      empty, env).stdout.split()
         assert all(str(venv) in line and "site-packages" in line for line in where), where
-        published = _run([python, "-c", "import jax; from hwgpt_jax.bench import Benchmark; "
+        published = _run([python, "-c", "import jax; "
+                          "from hwgpt_jax.surrogates.benchmark import Benchmark; "
                           "b = Benchmark.published('s'); "
                           "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
                          empty, env)

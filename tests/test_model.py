@@ -1,4 +1,4 @@
-"""Tests of the masked supernet and dense extraction (hwgpt_jax.model).
+"""Tests of the masked supernet and dense extraction (hwgpt_jax.model.supernet).
 
 The oracle is an independent float64 NumPy GPT (`reference_logits`): it runs dense parameter
 trees, either extracted sub-networks or the full supernet weights taken layer by layer.
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from hwgpt_jax import attention as attention_lib
-from hwgpt_jax import costs, model
-from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.model import attention as attention_lib
+from hwgpt_jax.model import supernet as model
+from hwgpt_jax.space import costs
+from hwgpt_jax.space.arch import Arch, get_space
 
 TOL = 1e-4
 
@@ -173,7 +174,7 @@ def test_batched_equals_single_forward(tiny, tiny_params, tiny_archs, tiny_batch
 def test_conditional_forward_equals_masked(tiny, tiny_params, tiny_archs, tiny_batched_logits):
     """The real-conditional path (skipped blocks, switched head/width slices) computes the same
     logits and gradients as the masked one, on full-width and embed-dim-sliced params."""
-    from hwgpt_jax.model import slice_embed_dim
+    from hwgpt_jax.model.supernet import slice_embed_dim
 
     tokens, logits = tiny_batched_logits
     forward = jax.jit(model.masked_forward, static_argnames=("space", "conditional"))

@@ -1,4 +1,4 @@
-"""Tests for hwgpt_jax.pareto against NumPy references and brute force (hypervolume: see
+"""Tests for hwgpt_jax.search.pareto against NumPy references and brute force (hypervolume: see
 test_hypervolume.py)."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from oracles import reference_crowding, reference_ranks
 
-from hwgpt_jax import pareto
+from hwgpt_jax.search import pareto
 
-# ---------------------------------------------------------------------------------------------
 # Ranks, crowding, selection
 
 

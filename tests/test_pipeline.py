@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax.pareto import pareto_ranks
-from hwgpt_jax.pipeline import Pipeline, RunConfig, choose_archs
+from hwgpt_jax.search.pareto import pareto_ranks
+from hwgpt_jax.stages.run import Pipeline, RunConfig, choose_archs
 
 STAGES = ["train", "evaluate", "profile", "fit", "search", "verify", "report"]
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax import plots
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.stages import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

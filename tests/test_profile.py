@@ -10,19 +10,19 @@ import jax
 import pandas as pd
 import pytest
 
-from hwgpt_jax import costs
-from hwgpt_jax.arch_files import read_arch_file
+from hwgpt_jax.base.files import read_table_metadata
 from hwgpt_jax.cli import main
-from hwgpt_jax.files import read_table_metadata
-from hwgpt_jax.presets import find_preset
-from hwgpt_jax.profile import (
+from hwgpt_jax.measure.profiler import (
     EnergySensor,
     ProfileConfig,
     Profiler,
     parts_dir,
     profile_archs,
 )
-from hwgpt_jax.space import get_space
+from hwgpt_jax.presets import find_preset
+from hwgpt_jax.space import costs
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.arch_files import read_arch_file
 
 SPACE = get_space("tiny")
 CONFIG = ProfileConfig(batch=2, seq=16, reps=3, warmup=1)

@@ -1,4 +1,5 @@
-"""Tests of hwgpt_jax/published.py on the published HW-GPT-Bench archives (skipped if absent)."""
+"""Tests of hwgpt_jax/surrogates/published.py on the published HW-GPT-Bench archives (skipped if
+absent)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwgpt_jax.published import CPUS, DEVICES, GPUS, PUBLISHED_METRICS, load_published
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.surrogates.published import CPUS, DEVICES, GPUS, PUBLISHED_METRICS, load_published
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hwgpt-bench"
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax.api import HWGPT
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.published import PUBLISHED_METRICS, load_published
+from hwgpt_jax.surrogates.api import HWGPT
+from hwgpt_jax.surrogates.benchmark import Benchmark
 from hwgpt_jax.surrogates.packaged import PACKAGED_ROOT, SCALES, load_packaged
+from hwgpt_jax.surrogates.published import PUBLISHED_METRICS, load_published
 
 PACKAGED = [s for s in SCALES if (PACKAGED_ROOT / s / "benchmark.json").is_file()]
 

@@ -2,8 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from hwgpt_jax.published_costs import has_published_costs, published_costs
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.published_costs import has_published_costs, published_costs
 
 
 @pytest.mark.parametrize("scale", ["s", "m", "l"])

@@ -1,4 +1,4 @@
-"""The process restart with glibc allocator settings (`hwgpt_jax.runtime`)."""
+"""The process restart with glibc allocator settings (`hwgpt_jax.cli.runtime`)."""
 
 import os
 import platform
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hwgpt_jax.runtime import ALLOCATOR_TUNABLES, OPT_OUT_VARIABLE, tuned_environ
+from hwgpt_jax.cli.runtime import ALLOCATOR_TUNABLES, OPT_OUT_VARIABLE, tuned_environ
 
 GLIBC_LINUX = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -15,7 +15,7 @@ GLIBC_LINUX = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # the minor page faults of the second block.
 CHILD = """
 import os, resource
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 reexec_with_tuned_allocator()
 import numpy as np
 def faults():

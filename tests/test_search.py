@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hwgpt_jax import pareto
-from hwgpt_jax.search import build_problem, make_algorithm, run_compiled, run_search
+from hwgpt_jax.search import build_problem, make_algorithm, pareto, run_compiled, run_search
 from hwgpt_jax.search.base import (
     Problem,
     duplicate_rows,
@@ -24,7 +23,7 @@ from hwgpt_jax.search.base import (
 )
 from hwgpt_jax.search.objectives import parse_constraint, random_mlp_objective
 from hwgpt_jax.search.runner import hypervolume_curve, infeasibility_message
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 BUDGET = 2048
 CONFIG = {"nsga2": {"population_size": 128}, "mo_regularized_evolution": {"population_size": 128},

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from hwgpt_jax import pareto
 from hwgpt_jax.search import gp as gaussian_process
-from hwgpt_jax.search import make_algorithm, run_compiled
+from hwgpt_jax.search import make_algorithm, pareto, run_compiled
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.objectives import random_mlp_objective
 from hwgpt_jax.search.rsbo import chebyshev
 from hwgpt_jax.search.runner import hypervolume_curve
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 BUDGET = 64
 OPTIONS = {"batch_size": 8, "max_evaluations": BUDGET, "n_initial": 16, "n_candidates": 256}

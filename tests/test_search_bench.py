@@ -1,4 +1,5 @@
-"""The search adapter for the surrogate `Benchmark` (hwgpt_jax/bench.py), on a tiny fitted one."""
+"""The search adapter for the surrogate `Benchmark` (hwgpt_jax/surrogates/benchmark.py), on a tiny
+fitted one."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwgpt_jax.bench import Benchmark
 from hwgpt_jax.cli import main
-from hwgpt_jax.costs import forward_flops, param_count
 from hwgpt_jax.search import build_problem
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.costs import forward_flops, param_count
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig
+from hwgpt_jax.surrogates.benchmark import Benchmark
 
 SPACE = get_space("tiny")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from oracles import reference_crowding, reference_ranks
 
-from hwgpt_jax.hypervolume import hypervolume
 from hwgpt_jax.search import shaping
+from hwgpt_jax.search.hypervolume import hypervolume
 
 
 def _order_matches(shaped: np.ndarray, *keys: np.ndarray) -> None:

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from supernet_run import supernet_run
 
-from hwgpt_jax import model
-from hwgpt_jax.checkpoints import load_trained_params
 from hwgpt_jax.cli import main
-from hwgpt_jax.evaluate import run_validation_windows
+from hwgpt_jax.measure.quality import run_validation_windows
+from hwgpt_jax.model import supernet as model
+from hwgpt_jax.model.checkpoints import load_trained_params
 from hwgpt_jax.search.objectives import (
     SUPERNET_METRIC,
     build_problem,
     supernet_perplexity,
 )
-from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.space.arch import Arch, get_space
 
 SPACE = get_space("tiny")
 

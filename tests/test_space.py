@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwgpt_jax.space import SPACES, Arch, get_space
+from hwgpt_jax.space.arch import SPACES, Arch, get_space
 
 
 @pytest.mark.parametrize(

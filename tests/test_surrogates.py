@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 from scipy.stats import kendalltau
 
-from hwgpt_jax.costs import forward_flops, param_count
-from hwgpt_jax.encoding import encode
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.costs import forward_flops, param_count
+from hwgpt_jax.space.encoding import encode
 from hwgpt_jax.surrogates import (
     MetricData,
     SurrogateConfig,

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from importlib import resources
 
-from hwgpt_jax import tokenizer
+from hwgpt_jax.data import tokenizer
 
 
 def test_known_gpt2_ids():
@@ -45,7 +45,7 @@ def test_builds_with_network_disabled():
         "    raise OSError('network disabled in this test')\n"
         "socket.socket = refuse\n"
         "socket.create_connection = refuse\n"
-        "from hwgpt_jax import tokenizer\n"
+        "from hwgpt_jax.data import tokenizer\n"
         "print(tokenizer.encode('Hello world'))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

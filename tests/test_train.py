@@ -11,12 +11,11 @@ import numpy as np
 import optax
 import pytest
 
-from hwgpt_jax.checkpoints import load_trained_params
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.model import init_params, slice_embed_dim
+from hwgpt_jax.model.checkpoints import load_trained_params
+from hwgpt_jax.model.supernet import init_params, slice_embed_dim
 from hwgpt_jax.presets import find_preset
-from hwgpt_jax.space import get_space
-from hwgpt_jax.train import (
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.stages.train import (
     Trainer,
     TrainingDivergedError,
     lm_loss,
@@ -24,6 +23,7 @@ from hwgpt_jax.train import (
     tied_head_cross_entropy,
     train_loss,
 )
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +234,8 @@ def test_bad_inputs(corpus, tmp_path, reference_run):
 TWO_DEVICES = textwrap.dedent("""
     import os, sys
     import jax, numpy as np
-    from hwgpt_jax.config import ExperimentConfig
-    from hwgpt_jax.train import Member, Trainer
+    from hwgpt_jax.stages.train_config import ExperimentConfig
+    from hwgpt_jax.stages.train import Member, Trainer
     assert jax.device_count() == 2, jax.devices()
     corpus, out = sys.argv[1], sys.argv[2]
     cfg = ExperimentConfig.from_dict({
@@ -427,8 +427,8 @@ def _damage(run, how):
 @pytest.mark.parametrize("how", ["flip", "no_state", "garbage_meta", "edited_meta",
                                  "format_1"])
 def test_damaged_checkpoint_is_refused_in_one_line(run_copy, tmp_path, capsys, how):
-    from hwgpt_jax.checkpoints import CheckpointError
     from hwgpt_jax.cli import main
+    from hwgpt_jax.model.checkpoints import CheckpointError
 
     where = _damage(run_copy, how)
     with pytest.raises(CheckpointError) as err:

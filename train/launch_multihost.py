@@ -23,7 +23,7 @@ import sys
 
 import jax
 
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 
 
 def main(argv: list[str] | None = None) -> int:

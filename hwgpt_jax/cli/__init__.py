@@ -4,7 +4,7 @@ Each module in `COMMANDS` exposes `register(subparsers)`, which adds its parser 
 `func(args) -> int` as the handler. Errors in user input surface as one line and exit
 code 2; Ctrl-C as one line and exit code 130.
 The installed command is `entry`: it first restarts the process with the allocator settings
-of `hwgpt_jax.runtime`, then runs `main`.
+of `hwgpt_jax.cli.runtime`, then runs `main`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from hwgpt_jax.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 
 COMMANDS = ("space", "train", "evaluate", "profile", "fit", "query", "search", "export", "run",
             "plot")
@@ -58,6 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `hwgpt` program: `main` in a process with the tuned allocator (`hwgpt_jax.runtime`)."""
+    """The `hwgpt` program: `main` in a process with the tuned allocator (`cli/runtime.py`)."""
     reexec_with_tuned_allocator()
     sys.exit(main())

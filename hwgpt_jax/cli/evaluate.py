@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hwgpt_jax.arch_files import read_arch_file
+from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.evaluate import evaluate_checkpoint
-from hwgpt_jax.files import check_output
+from hwgpt_jax.measure.quality import evaluate_checkpoint
+from hwgpt_jax.space.arch_files import read_arch_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

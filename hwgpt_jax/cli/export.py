@@ -6,8 +6,8 @@
 
 Each arch goes to <out>/<arch id>/ (orbax `params/` + `model.json`), and <out>/index.json
 lists them. With --limit K smaller than the front, K archs evenly spaced along the front
-(sorted by its first objective, both ends included) are exported; see `hwgpt_jax.export`.
-Load one with `hwgpt_jax.export.load_dense(folder)`.
+(sorted by its first objective, both ends included) are exported; see `hwgpt_jax.stages.export`.
+Load one with `hwgpt_jax.stages.export.load_dense(folder)`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from hwgpt_jax.export import export_pareto
+    from hwgpt_jax.stages.export import export_pareto
 
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit {args.limit}: expected a positive integer")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--pareto {str(source)!r}: expected a .parquet table")
     if args.archs and source.suffix == ".parquet":
         raise CliError(f"--archs {str(source)!r} is a parquet table; use --pareto")
-    from hwgpt_jax.files import check_output
+    from hwgpt_jax.base.files import check_output
 
     # an existing folder may gain more exports; the same arch is refused without --overwrite
     check_output(args.out, overwrite=True, folder=True)

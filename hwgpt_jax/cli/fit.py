@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.base.files import check_output, read_parquet_checked
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output, read_parquet_checked
 from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.published import load_published
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, from_table, load_presets
+from hwgpt_jax.surrogates.benchmark import Benchmark
 from hwgpt_jax.surrogates.fit import default_config
+from hwgpt_jax.surrogates.published import load_published
 
 DEFAULT_METRICS = ("perplexity", "accuracy", "latency", "energy", "memory")
 

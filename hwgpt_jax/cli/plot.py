@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax import plots
+from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output
-from hwgpt_jax.pareto import non_dominated_mask
-from hwgpt_jax.space import get_space
+from hwgpt_jax.search.pareto import non_dominated_mask
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.stages import plots
 from hwgpt_jax.surrogates.data import MetricData, from_table
 
 
@@ -77,7 +77,7 @@ def load_metric_data(path: str) -> list[MetricData]:
     if not file.is_file():
         raise FileNotFoundError(f"data file {path!r} does not exist")
     if file.suffix == ".npz":
-        from hwgpt_jax.published import load_published
+        from hwgpt_jax.surrogates.published import load_published
 
         return load_published(file)
     if file.suffix != ".parquet":
@@ -151,7 +151,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _calibration(args: argparse.Namespace) -> int:
-    from hwgpt_jax.bench import Benchmark
+    from hwgpt_jax.surrogates.benchmark import Benchmark
 
     bench = Benchmark.load(args.surrogates)
     data = {item.key: item for item in load_metric_data(args.data)}

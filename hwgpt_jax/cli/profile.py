@@ -1,5 +1,5 @@
 """`hwgpt profile`: latency, energy, memory, FLOPs and params of dense sub-networks on this
-device, into a long-form parquet table (layout: `hwgpt_jax.profile`)."""
+device, into a long-form parquet table (layout: `hwgpt_jax.measure.profiler`)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from hwgpt_jax.arch_files import read_arch_file
+from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output
-from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.profile import (
+from hwgpt_jax.measure.profiler import (
     DTYPES,
     ProfileConfig,
     check_config,
     parts_dir,
     profile_archs,
 )
-from hwgpt_jax.space import SPACES, get_space
+from hwgpt_jax.presets import resolve_preset
+from hwgpt_jax.space.arch import SPACES, get_space
+from hwgpt_jax.space.arch_files import read_arch_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

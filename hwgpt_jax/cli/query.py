@@ -9,11 +9,11 @@ from pathlib import Path
 import jax
 import pandas as pd
 
-from hwgpt_jax.arch_files import read_arch_file
-from hwgpt_jax.bench import Benchmark
+from hwgpt_jax.base.files import check_output, write_atomic, write_parquet_atomic
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output, write_atomic, write_parquet_atomic
+from hwgpt_jax.space.arch_files import read_arch_file
 from hwgpt_jax.surrogates import MODES
+from hwgpt_jax.surrogates.benchmark import Benchmark
 from hwgpt_jax.surrogates.packaged import SCALES as PUBLISHED_SCALES
 
 

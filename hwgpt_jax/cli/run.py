@@ -8,9 +8,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.files import check_output
-from hwgpt_jax.pipeline import Pipeline, RunConfig
+from hwgpt_jax.stages.run import Pipeline, RunConfig
 
 STAGES = ("train", "evaluate", "profile", "fit", "search", "verify", "report")
 

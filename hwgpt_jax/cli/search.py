@@ -104,7 +104,7 @@ def _options(args: argparse.Namespace) -> dict:
                            f"{'positive' if name == 'val_windows' else 'non-negative'} integer")
     if options["export"] and not options["checkpoint"]:
         raise CliError("--export needs --checkpoint (the supernet whose weights are exported)")
-    from hwgpt_jax.files import check_output
+    from hwgpt_jax.base.files import check_output
 
     check_output(options["out"], overwrite=bool(options["overwrite"]), folder=True)
     return options
@@ -118,19 +118,19 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
     """
     import jax
 
-    from hwgpt_jax.space import get_space
+    from hwgpt_jax.space.arch import get_space
 
     bench, supernet, info = None, None, {}
     scales = {}
     if options.get("surrogates") and options.get("published"):
         raise CliError("--surrogates and --published both name a benchmark; give one")
     if options.get("published"):
-        from hwgpt_jax.bench import Benchmark
+        from hwgpt_jax.surrogates.benchmark import Benchmark
 
         bench = Benchmark.published(options["published"])
         scales["--published"] = bench.space.scale
     if options.get("surrogates"):
-        from hwgpt_jax.bench import Benchmark
+        from hwgpt_jax.surrogates.benchmark import Benchmark
 
         bench = Benchmark.load(options["surrogates"])
         scales["--surrogates"] = bench.space.scale
@@ -138,7 +138,7 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
         scales["--scale"] = get_space(options["scale"]).scale
     params = meta = None
     if options.get("checkpoint"):
-        from hwgpt_jax.checkpoints import load_trained_params
+        from hwgpt_jax.model.checkpoints import load_trained_params
 
         params, meta = load_trained_params(options["checkpoint"])
         scales["--checkpoint"] = meta["scale"]
@@ -154,7 +154,7 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
 
     named = objectives + [parse_constraint(c)[0] for c in constraints]
     if params is not None and SUPERNET_METRIC in named:
-        from hwgpt_jax.evaluate import run_validation_windows
+        from hwgpt_jax.measure.quality import run_validation_windows
 
         windows = run_validation_windows(options["checkpoint"], meta, options["val_windows"])
         supernet = supernet_perplexity(jax.device_get(params), windows, space)
@@ -234,7 +234,7 @@ def _search(args: argparse.Namespace) -> int:
 def _export(options: dict, pareto: Path, objectives: list[str]) -> None:
     from tqdm import tqdm
 
-    from hwgpt_jax.export import export_pareto
+    from hwgpt_jax.stages.export import export_pareto
 
     out = Path(options["out"]) / "export"
     with tqdm(total=options["export"], desc="exporting", unit="model",

@@ -10,7 +10,7 @@ import sys
 
 import jax
 
-from hwgpt_jax.space import SPACES, get_space
+from hwgpt_jax.space.arch import SPACES, get_space
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,10 +7,10 @@ import json
 
 from tqdm import tqdm
 
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.files import check_output
+from hwgpt_jax.base.files import check_output
 from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.train import Trainer
+from hwgpt_jax.stages.train import Trainer
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

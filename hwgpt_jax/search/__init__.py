@@ -22,7 +22,7 @@ from hwgpt_jax.search.objectives import build_problem, parse_constraint, random_
 from hwgpt_jax.search.random_search import RandomSearch
 from hwgpt_jax.search.rsbo import RSBO
 from hwgpt_jax.search.runner import SearchResult, run_compiled, run_search
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.space.arch import SearchSpace
 
 ALGORITHMS: dict[str, type[SearchAlgorithm]] = {
     cls.name: cls

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from evosax.algorithms.population_based.simple_ga import crossover as evosax_crossover
 
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 ObjectiveFn = Callable[[Arch, jax.Array], jax.Array]
 

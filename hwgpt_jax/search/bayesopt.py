@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from hwgpt_jax.pareto import pareto_ranks
 from hwgpt_jax.search import gp as gaussian_process
 from hwgpt_jax.search.base import (
     SearchAlgorithm,
@@ -27,7 +26,8 @@ from hwgpt_jax.search.base import (
     random_genes,
     total_violation,
 )
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.search.pareto import pareto_ranks
+from hwgpt_jax.space.arch import SearchSpace
 
 
 @struct.dataclass

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from hwgpt_jax.pareto import hypervolume_improvement, nsga2_survival
 from hwgpt_jax.search.bayesopt import BayesianOptimization, Model
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.search.pareto import hypervolume_improvement, nsga2_survival
+from hwgpt_jax.space.arch import SearchSpace
 
 
 @struct.dataclass

@@ -36,7 +36,6 @@ from evosax.algorithms import algorithms as EVOSAX_STRATEGIES  # noqa: N812
 from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from flax import struct
 
-from hwgpt_jax.pareto import nsga2_survival
 from hwgpt_jax.search.base import (
     GeneLayout,
     SearchAlgorithm,
@@ -44,6 +43,7 @@ from hwgpt_jax.search.base import (
     random_genes,
     total_violation,
 )
+from hwgpt_jax.search.pareto import nsga2_survival
 from hwgpt_jax.search.shaping import (
     HV_SAMPLES,
     SHAPINGS,
@@ -51,7 +51,7 @@ from hwgpt_jax.search.shaping import (
     hv_is_exact,
     nsga2_scores,
 )
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 PREFIX = "evosax:"
 # Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
@@ -296,7 +296,7 @@ class EvosaxSearch(SearchAlgorithm):
 
 def archive_front(state: State) -> tuple[np.ndarray, np.ndarray]:
     """(genes, objectives) of the archive's feasible non-dominated members (NumPy)."""
-    from hwgpt_jax.pareto import non_dominated_mask
+    from hwgpt_jax.search.pareto import non_dominated_mask
 
     valid = np.asarray(state.archive_violation) <= 0
     genes, objectives = np.asarray(state.archive_genes)[valid], np.asarray(

@@ -23,8 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.files import write_parquet_atomic, write_text_atomic
-from hwgpt_jax.pareto import non_dominated_mask, normalization_bounds
+from hwgpt_jax.base.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.search import (
     ALGORITHMS,
     EVOSAX_PREFIX,
@@ -33,6 +32,7 @@ from hwgpt_jax.search import (
     make_algorithm,
 )
 from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.pareto import non_dominated_mask, normalization_bounds
 from hwgpt_jax.search.runner import (
     SearchResult,
     hypervolume_curve,
@@ -180,7 +180,7 @@ def write_experiment(experiment: Experiment, out_dir: str | Path,
       extra_metrics: optional fn(Arch) -> DataFrame of more metrics for the Pareto sets
         (e.g. every surrogate metric of the benchmark).
     """
-    from hwgpt_jax.plots import hypervolume_plot, pareto_front_plot
+    from hwgpt_jax.stages.plots import hypervolume_plot, pareto_front_plot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def write_experiment(experiment: Experiment, out_dir: str | Path,
 
 
 def _hypervolume_plot_ragged(experiment: Experiment, path: Path) -> Path:
-    from hwgpt_jax.plots import plt, save_figure
+    from hwgpt_jax.stages.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name in experiment.config.algorithms:

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from hwgpt_jax.pareto import nsga2_survival
 from hwgpt_jax.search.base import (
     SearchAlgorithm,
     contains_rows,
@@ -23,7 +22,8 @@ from hwgpt_jax.search.base import (
     random_genes,
     total_violation,
 )
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.search.pareto import nsga2_survival
+from hwgpt_jax.space.arch import SearchSpace
 
 
 @struct.dataclass

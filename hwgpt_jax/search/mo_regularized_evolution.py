@@ -27,7 +27,7 @@ from flax import struct
 
 from hwgpt_jax.search.base import mutate_one, random_genes
 from hwgpt_jax.search.evosax_search import EvosaxSearch
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.space.arch import SearchSpace
 
 
 @struct.dataclass

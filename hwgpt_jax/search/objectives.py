@@ -24,12 +24,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hwgpt_jax.costs import forward_flops, param_count
-from hwgpt_jax.encoding import onehot, onehot_size
-from hwgpt_jax.evaluate import batch_windows, check_windows, window_sums
-from hwgpt_jax.model import check_params, slice_embed_dim
+from hwgpt_jax.measure.quality import batch_windows, check_windows, window_sums
+from hwgpt_jax.model.supernet import check_params, slice_embed_dim
 from hwgpt_jax.search.base import Problem
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
+from hwgpt_jax.space.costs import forward_flops, param_count
+from hwgpt_jax.space.encoding import onehot, onehot_size
 
 ANALYTIC_METRICS = ("params", "flops")
 SUPERNET_METRIC = "supernet_perplexity"
@@ -60,7 +60,7 @@ def supernet_perplexity(params: Any, windows: Any, space: SearchSpace, *,
     """The supernet's validation perplexity as an (arch, key) -> (N,) float32 objective.
 
     perplexity = exp(mean next-token cross-entropy over every target token of `windows`),
-    softmax over the padded vocabulary, as `hwgpt_jax.evaluate` computes it. The arch is
+    softmax over the padded vocabulary, as `hwgpt_jax.measure.quality` computes it. The arch is
     traced data, so one compiled program serves every population; the key is unused.
 
     Memory stays bounded for any population size: archs are evaluated by `lax.map`, one at
@@ -73,7 +73,7 @@ def supernet_perplexity(params: Any, windows: Any, space: SearchSpace, *,
     supernet: more work per arch, but more parallel work per step for an accelerator.
 
     Args:
-      params: supernet parameters of `space` (`hwgpt_jax.checkpoints.load_trained_params`). They
+      params: supernet parameters of `space` (`model.checkpoints.load_trained_params`). They
         become constants of the search's compiled program.
       windows: (n, seq + 1) integer token windows (`evaluate.run_validation_windows`).
       space: the supernet's search space.
@@ -142,7 +142,7 @@ def build_problem(space: SearchSpace, objectives: Sequence[str],
         from `supernet`, every other name is queried from `bench` (the surrogate
         `Benchmark`, keys like 'perplexity', 'latency:a100').
       constraints: strings like 'latency:a100<=20' (or '>=', turned into <= on the negation).
-      bench: a `hwgpt_jax.bench.Benchmark`, needed for surrogate metrics.
+      bench: a `hwgpt_jax.surrogates.benchmark.Benchmark`, needed for surrogate metrics.
       mode: 'median' or 'sample' (noisy hardware, drawn with the evaluation key).
       supernet: the `supernet_perplexity` objective (an (arch, key) -> (N,) function, e.g.
         from `supernet_perplexity(params, windows, space)`), needed for that metric.

@@ -10,7 +10,7 @@ import jax
 from flax import struct
 
 from hwgpt_jax.search.base import SearchAlgorithm, random_genes
-from hwgpt_jax.space import SearchSpace
+from hwgpt_jax.space.arch import SearchSpace
 
 
 @struct.dataclass

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.pareto import hypervolume, non_dominated_mask, normalize_objectives
 from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
+from hwgpt_jax.search.pareto import hypervolume, non_dominated_mask, normalize_objectives
 
 
 @dataclasses.dataclass(frozen=True)

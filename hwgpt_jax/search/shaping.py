@@ -27,7 +27,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from hwgpt_jax.pareto import crowding_distance, pareto_ranks, ranks_and_crowding
+from hwgpt_jax.search.pareto import crowding_distance, pareto_ranks, ranks_and_crowding
 
 ShapingFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 HV_REFERENCE = 1.1  # reference point in normalized objectives: boundary points count

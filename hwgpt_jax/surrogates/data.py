@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.space.arch import Arch, get_space
 
 TABLE_COLUMNS = ("arch_id", "scale", "metric", "device", "value", "unit")
 WIDE_QUALITY_COLUMNS = ("perplexity", "accuracy")

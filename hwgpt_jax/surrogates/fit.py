@@ -48,14 +48,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hwgpt_jax.encoding import (
+from hwgpt_jax.space.arch import SearchSpace, get_space
+from hwgpt_jax.space.encoding import (
     ENCODING_VERSION,
     ENCODINGS,
     cost_source,
     cost_summary_columns,
     encode,
 )
-from hwgpt_jax.space import SearchSpace, get_space
 from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.gp_residual import fit_residual_gp
@@ -79,7 +79,7 @@ class SurrogateConfig:
     levels: tuple[float, ...] = DEFAULT_LEVELS
     central_levels: tuple[float, ...] = CENTRAL_LEVELS
     transform: str = "auto"  # "auto" (log or identity by cross-validation), "log", "identity"
-    encoding: str = "costs"  # a key of hwgpt_jax.encoding.ENCODINGS
+    encoding: str = "costs"  # a key of hwgpt_jax.space.encoding.ENCODINGS
     family: str = "auto"  # "auto" (cross-validated choice) or one of select.FAMILIES
     ensemble_size: int = 4  # MLPs of the "ensemble" candidate
     folds: int = 3  # cross-validation folds of the training split

@@ -26,8 +26,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
-from hwgpt_jax.files import (
+from hwgpt_jax.base.files import (
     atomic_folder,
     check_folder_sha256s,
     check_sidecar_seal,
@@ -35,7 +34,8 @@ from hwgpt_jax.files import (
     read_sidecar,
     seal_sidecar,
 )
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.encoding import ENCODING_VERSION, ENCODINGS
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
 

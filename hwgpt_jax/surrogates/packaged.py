@@ -26,9 +26,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from hwgpt_jax.encoding import ENCODING_VERSION, ENCODINGS
-from hwgpt_jax.files import atomic_folder, file_sha256
-from hwgpt_jax.space import get_space
+from hwgpt_jax.base.files import atomic_folder, file_sha256
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.space.encoding import ENCODING_VERSION, ENCODINGS
 from hwgpt_jax.surrogates.data import MetricData, split_key
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec
 

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.encoding import encode
-from hwgpt_jax.space import Arch, SearchSpace, get_space
+from hwgpt_jax.space.arch import Arch, SearchSpace, get_space
+from hwgpt_jax.space.encoding import encode
 from hwgpt_jax.surrogates.data import MetricData, metric_key, split_key
 from hwgpt_jax.surrogates.fit import QUALITY_METRICS, SurrogateConfig, default_config, fit_surrogate
 from hwgpt_jax.surrogates.io import load_benchmark, save_benchmark

@@ -23,7 +23,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hwgpt_jax.files import write_atomic  # noqa: E402
+from hwgpt_jax.base.files import write_atomic  # noqa: E402
 
 ARCH_CHOICES = ("embed_dim", "n_layer", "mean_n_head", "mean_mlp_ratio", "bias")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from hwgpt_jax.files import read_parquet_checked
-from hwgpt_jax.space import ARCH_FIELDS, SPACES, Arch, SearchSpace, get_space
+from hwgpt_jax.base.files import read_parquet_checked
+from hwgpt_jax.space.arch import ARCH_FIELDS, SPACES, Arch, SearchSpace, get_space
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 

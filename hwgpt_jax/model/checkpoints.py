@@ -28,10 +28,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.model import Params, Supernet
-from hwgpt_jax.optim import make_optimizer
-from hwgpt_jax.space import get_space
+from hwgpt_jax.model.optim import make_optimizer
+from hwgpt_jax.model.supernet import Params, Supernet
+from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 # Fields a resumed run may change: they do not alter the training trajectory.
 # The layout of the `state` item: 2 = `{"params": Supernet nnx.state as a dict, "opt_state"}`.

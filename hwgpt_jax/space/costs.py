@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 
 def _as(arch: Arch) -> tuple[Any, ...]:

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.costs import forward_flops, param_count
-from hwgpt_jax.published_costs import has_published_costs, published_costs
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
+from hwgpt_jax.space.costs import forward_flops, param_count
+from hwgpt_jax.space.published_costs import has_published_costs, published_costs
 
 # The definition of every existing encoding; new encodings get new names (a file naming an
 # encoding this version lacks is rejected by name), a changed definition bumps the version.

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.files import (
+from hwgpt_jax.base.files import (
     atomic_folder,
     check_folder_sha256s,
     check_sidecar_seal,
@@ -44,8 +44,8 @@ from hwgpt_jax.files import (
     seal_sidecar,
     write_json_atomic,
 )
-from hwgpt_jax.model import Params, extract, init_params, param_count
-from hwgpt_jax.space import ARCH_FIELDS, Arch, SearchSpace, get_space
+from hwgpt_jax.model.supernet import Params, extract, init_params, param_count
+from hwgpt_jax.space.arch import ARCH_FIELDS, Arch, SearchSpace, get_space
 
 FORMAT = "hwgpt-jax-dense-model"
 FORMAT_VERSION = 2  # 2: sidecar_sha256 and a sha256 per file of params/
@@ -88,7 +88,7 @@ def export_dense(params: Params, arch: Arch, space: SearchSpace, out_dir: str | 
         "arch_record": space.to_records(arch)[0],
         "model": {"head_size": space.head_size, "block_size": space.block_size,
                   "vocab_size": space.vocab_size, "padded_vocab_size": space.padded_vocab_size,
-                  "forward": "hwgpt_jax.model.dense_forward(params, tokens)"},
+                  "forward": "hwgpt_jax.model.supernet.dense_forward(params, tokens)"},
         "param_count": param_count(dense),
         "dtype": str(jax.tree.leaves(dense)[0].dtype),
         "params_sha256": _sha256_tree(dense),
@@ -185,7 +185,7 @@ def export_pareto(checkpoint_dir: str | Path,
     Returns:
       The exported folders, in front order.
     """
-    from hwgpt_jax.checkpoints import load_trained_params
+    from hwgpt_jax.model.checkpoints import load_trained_params
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                               or limit < 1):
@@ -238,11 +238,11 @@ def _candidates(source: Any, space: SearchSpace, objectives: Sequence[str] | Non
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         if path.suffix != ".parquet":
-            from hwgpt_jax.arch_files import read_arch_file
+            from hwgpt_jax.space.arch_files import read_arch_file
 
             archs = _unique(read_arch_file(path, space)[1], space)
             return archs, [{} for _ in range(len(archs))], []
-        from hwgpt_jax.files import read_parquet_checked, read_table_metadata
+        from hwgpt_jax.base.files import read_parquet_checked, read_table_metadata
 
         if objectives is None:
             objectives = read_table_metadata(path).get("objectives")
@@ -259,7 +259,7 @@ def _candidates(source: Any, space: SearchSpace, objectives: Sequence[str] | Non
         raise ValueError(f"objective column(s) {missing} are not in the table (columns: "
                          f"{list(table.columns)})")
     if objectives and len(table):
-        from hwgpt_jax.pareto import non_dominated_mask
+        from hwgpt_jax.search.pareto import non_dominated_mask
 
         values = table[objectives].to_numpy(np.float64)
         table = table[np.asarray(non_dominated_mask(values))]

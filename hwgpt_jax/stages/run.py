@@ -26,21 +26,21 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax import report as report_lib
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.evaluate import evaluate_checkpoint, quality_observations
-from hwgpt_jax.files import read_parquet_checked, write_parquet_atomic, write_text_atomic
-from hwgpt_jax.plots import calibration_plot
+from hwgpt_jax.base.files import read_parquet_checked, write_parquet_atomic, write_text_atomic
+from hwgpt_jax.measure.profiler import ProfileConfig, device_slug, profile_archs
+from hwgpt_jax.measure.quality import evaluate_checkpoint, quality_observations
 from hwgpt_jax.presets import find_preset
-from hwgpt_jax.profile import ProfileConfig, device_slug, profile_archs
 from hwgpt_jax.search.experiment import ExperimentConfig as SearchConfig
 from hwgpt_jax.search.experiment import run_experiment, summary, write_experiment
 from hwgpt_jax.search.objectives import build_problem
-from hwgpt_jax.space import Arch, get_space
+from hwgpt_jax.space.arch import Arch, get_space
+from hwgpt_jax.stages import report as report_lib
+from hwgpt_jax.stages.plots import calibration_plot
+from hwgpt_jax.stages.train import Trainer
+from hwgpt_jax.stages.train_config import ExperimentConfig
+from hwgpt_jax.surrogates.benchmark import Benchmark
 from hwgpt_jax.surrogates.data import MetricData, from_table
 from hwgpt_jax.surrogates.linear import kendall_tau
-from hwgpt_jax.train import Trainer
 
 Progress = Callable[[str, dict[str, Any]], None]
 

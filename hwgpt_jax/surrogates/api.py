@@ -17,16 +17,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from hwgpt_jax.bench import Benchmark
-from hwgpt_jax.published import DEVICES
-from hwgpt_jax.published_costs import published_costs
-from hwgpt_jax.space import Arch
+from hwgpt_jax.space.arch import Arch
+from hwgpt_jax.space.published_costs import published_costs
+from hwgpt_jax.surrogates.benchmark import Benchmark
+from hwgpt_jax.surrogates.published import DEVICES
 
 # HW-GPT-Bench metric name -> (our metric, its devices; None: device independent).
 DEVICE_METRICS = {"latencies": ("latency", DEVICES), "energies": ("energy", DEVICES)}
 FIXED_METRICS = {"perplexity": "perplexity", "accuracy": "accuracy",
                  "float16_memory": "memory:rtx2080", "bfloat16_memory": "memory:a100"}
-# Exact closed-form counts of the profiled models (hwgpt_jax.published_costs), not surrogates.
+# Exact closed-form counts of the profiled models (hwgpt_jax.space.published_costs), not surrogates.
 COST_METRICS = ("flops", "params")
 METRICS = ("perplexity", "accuracy", "latencies", "energies", "float16_memory",
            "bfloat16_memory", *COST_METRICS)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 Params = dict[str, Any]
 

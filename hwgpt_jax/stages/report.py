@@ -15,11 +15,11 @@ import jax
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax import plots
-from hwgpt_jax.files import write_text_atomic
+from hwgpt_jax.base.files import write_text_atomic
+from hwgpt_jax.stages import plots
 
 if TYPE_CHECKING:
-    from hwgpt_jax.pipeline import Pipeline
+    from hwgpt_jax.stages.run import Pipeline
 
 REPORT_VERSION = 1
 

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 from jax import lax
 
-from hwgpt_jax.files import write_parquet_atomic
-from hwgpt_jax.model import Params, masked_hidden, slice_embed_dim, vocab_chunks
-from hwgpt_jax.profile import check_output_path, versions
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.base.files import write_parquet_atomic
+from hwgpt_jax.measure.profiler import check_output_path, versions
+from hwgpt_jax.model.supernet import Params, masked_hidden, slice_embed_dim, vocab_chunks
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +247,7 @@ def run_validation_windows(run_dir: str | Path, meta: dict[str, Any], n_windows:
                            ) -> np.ndarray:
     """The run's fixed validation windows (n_windows, seq + 1); seq defaults to the training
     sequence length of the checkpoint's config."""
-    from hwgpt_jax.data import load_shards, validation_windows
+    from hwgpt_jax.data.corpus import load_shards, validation_windows
 
     config = meta.get("config", {})
     seq = seq or int(config.get("train", {}).get("seq_len", 0)) or None
@@ -302,8 +302,8 @@ def evaluate_checkpoint(checkpoint: str | Path, archs: Arch | None, out: str | P
         archs: archs to evaluate, or None to sample `n` with `seed`.
         arch_file_scale: the scale the archs were read for (must equal the checkpoint's).
     """
-    from hwgpt_jax.checkpoints import load_trained_params  # imports orbax: only here
-    from hwgpt_jax.space import get_space
+    from hwgpt_jax.model.checkpoints import load_trained_params  # imports orbax: only here
+    from hwgpt_jax.space.arch import get_space
 
     out = Path(out)
     check_output_path(out)

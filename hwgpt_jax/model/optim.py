@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import optax
 
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.params import weight_decay_mask
+from hwgpt_jax.model.params import weight_decay_mask
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 
 def make_schedule(cfg: ExperimentConfig) -> optax.Schedule:

@@ -19,13 +19,13 @@ MLP hidden units and the first n_layer blocks.
 Model (DESIGN.md): GPT-2 base, vocabulary padded to 50304, LM head tied to the token
 embedding, no learned position embedding, parallel residual `x + attn(ln1(x)) + mlp(ln2(x))`,
 final LayerNorm (biases always on, eps 1e-5), causal attention of width n_head * head_size
-with scale 1/sqrt(head_size) (`hwgpt_jax.attention`: XLA / cuDNN on accelerators), RoPE
+with scale 1/sqrt(head_size) (`hwgpt_jax.model.attention`: XLA / cuDNN on accelerators), RoPE
 (GPT-NeoX rotate-half, base 10000) on the first half of each head's dims, MLP fc(d -> r*d),
 exact (erf) GELU as in PyTorch/LitGPT, proj(r*d -> d). The bias flag switches every
 linear-layer bias. Logits cover the padded vocabulary.
 
 At jit boundaries the modules travel as `nnx.split` / `nnx.merge`: the parameters are the
-module's state as a plain dict (`hwgpt_jax.params`), the pytree that jit, vmap over archs,
+module's state as a plain dict (`hwgpt_jax.model.params`), the pytree that jit, vmap over archs,
 grad, pmap and optax see, and the functional forms (`masked_hidden(params, ...)`,
 `dense_forward`) merge it back into the modules inside the traced function (no run-time cost).
 """
@@ -43,8 +43,8 @@ from flax import nnx
 from jax import lax
 from jax.ad_checkpoint import checkpoint_name
 
-from hwgpt_jax.attention import causal_attention
-from hwgpt_jax.params import (
+from hwgpt_jax.model.attention import causal_attention
+from hwgpt_jax.model.params import (
     Params,
     check_params,
     extract,
@@ -53,7 +53,7 @@ from hwgpt_jax.params import (
     slice_embed_dim,
     weight_decay_mask,
 )
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 __all__ = ["Block", "DenseBlock", "DenseGPT", "Params", "Supernet", "check_params", "check_tokens",
            "dense_forward", "extract", "forward", "forward_batched", "init_params",
@@ -270,7 +270,7 @@ class Supernet(nnx.Module):
         return nnx.merge(_graphdef(space), params)
 
     def params(self) -> Params:
-        """The parameters as a plain dict (`hwgpt_jax.params` layout)."""
+        """The parameters as a plain dict (`hwgpt_jax.model.params` layout)."""
         return nnx.to_pure_dict(nnx.state(self))
 
     def hidden(self, tokens: jax.Array, arch: Arch, compute_dtype: Any = None,

@@ -30,7 +30,7 @@ allocates no full-size zero gradient.
 Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
 state, and each step's archs come from `fold_in(seed key, step)`, so a run stopped at step k
 and resumed ends bit-identical (on the same device count) to an uninterrupted one. A resume
-is checked first (`hwgpt_jax.checkpoints`): the same configuration (bar the run's length and
+is checked first (`hwgpt_jax.model.checkpoints`): the same configuration (bar the run's length and
 logging cadence) and the same corpus, before the run's token shards are touched; every
 checkpoint is verified against the sha256 recorded when it was saved.
 """
@@ -53,20 +53,20 @@ import optax
 import orbax.checkpoint as ocp
 from jax import lax
 
-from hwgpt_jax import checkpoints
-from hwgpt_jax import data as data_lib
-from hwgpt_jax.config import ExperimentConfig
-from hwgpt_jax.evaluate import batch_windows, window_sums
-from hwgpt_jax.files import write_text_atomic
-from hwgpt_jax.model import (
+from hwgpt_jax.base.files import write_text_atomic
+from hwgpt_jax.data import corpus as data_lib
+from hwgpt_jax.measure.quality import batch_windows, window_sums
+from hwgpt_jax.model import checkpoints
+from hwgpt_jax.model.optim import make_optimizer, make_schedule
+from hwgpt_jax.model.supernet import (
     Params,
     init_params,
     masked_forward,
     masked_hidden,
     slice_embed_dim,
 )
-from hwgpt_jax.optim import make_optimizer, make_schedule
-from hwgpt_jax.space import Arch, SearchSpace, get_space
+from hwgpt_jax.space.arch import Arch, SearchSpace, get_space
+from hwgpt_jax.stages.train_config import ExperimentConfig
 
 AXIS = "devices"
 

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from hwgpt_jax.space import get_space
+from hwgpt_jax.space.arch import get_space
 
 
 @dataclasses.dataclass(frozen=True)

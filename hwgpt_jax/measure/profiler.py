@@ -42,7 +42,7 @@ Table layout (long form, one row per observation; the surrogate fitter reads the
 - `note`: why a value is missing (NaN), or what it measures;
 - metadata on every row: `platform`, `device_kind`, `host_cpu`, `batch`, `seq`, `dtype`,
   `weights`, `warmup`, `reps`, `jax_version`, `jaxlib_version`, `hwgpt_jax_version`,
-  `glibc_tunables` (the allocator settings the process ran with, see `hwgpt_jax.runtime`;
+  `glibc_tunables` (the allocator settings the process ran with, see `hwgpt_jax.cli.runtime`;
   empty where none), `profiled_at` (UTC); the parquet key-value metadata `hwgpt` holds the
   configuration as JSON.
 
@@ -76,10 +76,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax import costs
-from hwgpt_jax.files import check_output, output_lock, write_parquet_atomic, write_text_atomic
-from hwgpt_jax.model import dense_forward, extract, init_params, param_count
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.base.files import check_output, output_lock, write_parquet_atomic, write_text_atomic
+from hwgpt_jax.model.supernet import dense_forward, extract, init_params, param_count
+from hwgpt_jax.space import costs
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 DTYPES = ("float32", "bfloat16")
 MEGABYTE = 1e6

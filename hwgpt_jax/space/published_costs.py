@@ -27,7 +27,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.space import Arch, SearchSpace
+from hwgpt_jax.space.arch import Arch, SearchSpace
 
 PUBLISHED_VOCAB = 50254  # embedding and LM head rows of the profiled models (from the params)
 PUBLISHED_SEQ = 1024

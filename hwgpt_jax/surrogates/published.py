@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgpt_jax.space import SPACES, get_space
+from hwgpt_jax.space.arch import SPACES, get_space
 from hwgpt_jax.surrogates.data import MetricData
 
 GPUS = ("a100", "a40", "h100", "rtx2080", "rtx3080", "a6000", "v100", "P100")

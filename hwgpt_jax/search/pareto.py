@@ -9,7 +9,7 @@ All objectives are minimized. Sorting and selection are JAX (jit-able, fixed sha
   Peeling stops once `n_keep` points are ranked, since NSGA-II never looks further.
 - Constrained domination: Deb 2002, section V (feasible before infeasible; infeasible ordered
   by total violation).
-- Hypervolume lives in `hwgpt_jax.hypervolume` (exact 2-D/3-D, Monte-Carlo beyond, the JAX
+- Hypervolume lives in `hwgpt_jax.search.hypervolume` (exact 2-D/3-D, Monte-Carlo beyond, the JAX
   improvement for EHVI); its public functions are re-exported here.
 - Normalization as HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299): min-max between the
   objective values of the smallest and the largest architecture.
@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Re-exported, so `from hwgpt_jax.pareto import hypervolume` keeps working.
-from hwgpt_jax.hypervolume import (  # noqa: F401
+# Re-exported, so `from hwgpt_jax.search.pareto import hypervolume` keeps working.
+from hwgpt_jax.search.hypervolume import (  # noqa: F401
     hypervolume,
     hypervolume_improvement,
     hypervolume_monte_carlo,
@@ -332,7 +332,7 @@ def normalization_bounds(objective_fn, space, key: jax.Array | None = None):
     `objective_fn(arch, key) -> (N, M)`; an objective equal on both architectures (a
     constant) would give a zero span, so it is widened to 1 around that value.
     """
-    from hwgpt_jax.space import Arch  # local: pareto.py has no other dependency on space
+    from hwgpt_jax.space.arch import Arch  # local: pareto.py has no other dependency on space
 
     key = jax.random.key(0) if key is None else key
     extremes = Arch.concatenate(

@@ -43,8 +43,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from hwgpt_jax import tokenizer
-from hwgpt_jax.files import write_atomic, write_text_atomic
+from hwgpt_jax.base.files import write_atomic, write_text_atomic
+from hwgpt_jax.data import tokenizer
 
 FORMAT = "hwgpt-jax/token-shards"
 FORMAT_VERSION = 1

@@ -1,0 +1,2 @@
+"""Foundation utilities shared by every layer (atomic files, sidecars); imports nothing else from
+hwgpt_jax."""

@@ -1,0 +1,1 @@
+"""Corpora, the GPT-2 tokenizer, token shards and the grain training loader."""

@@ -1,0 +1,2 @@
+"""The pipeline's stages: one frozen config and one `run(config, out)` each, owning its files,
+metadata and plots."""
