@@ -12,17 +12,12 @@ import pytest
 
 from hwgpt_jax.base.files import read_table_metadata
 from hwgpt_jax.cli import main
-from hwgpt_jax.measure.profiler import (
-    EnergySensor,
-    ProfileConfig,
-    Profiler,
-    parts_dir,
-    profile_archs,
-)
-from hwgpt_jax.presets import find_preset
+from hwgpt_jax.measure.energy import EnergySensor
+from hwgpt_jax.measure.profiler import Profiler
 from hwgpt_jax.space import costs
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.space.arch_files import read_arch_file
+from hwgpt_jax.stages.profile import ProfileConfig, parts_dir, profile_archs
 
 SPACE = get_space("tiny")
 CONFIG = ProfileConfig(batch=2, seq=16, reps=3, warmup=1)
@@ -206,7 +201,7 @@ def test_cli_profiles_an_arch_file(tmp_path, capsys):
 
 def test_presets_load():
     for scale in ("tiny", "s", "m", "l"):
-        config = ProfileConfig.from_toml(find_preset("profile", scale))
+        config = ProfileConfig.preset(scale)
         assert config.seq <= get_space(scale).block_size and config.reps >= 1
 
 
@@ -290,3 +285,13 @@ def test_ctrl_c_keeps_finished_parts(tmp_path, capsys, monkeypatch):
                        "command to continue")
     assert len(list(parts_dir(out).glob("*.parquet"))) == 1
     assert not (tmp_path / "p.parquet.lock").exists()
+
+
+def test_stage_config_refuses_unknown_keys_and_needs_one_arch_source(tmp_path):
+    from hwgpt_jax.base.config import config_from_mapping
+    from hwgpt_jax.stages.profile import run
+
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['rep'\]"):
+        config_from_mapping(ProfileConfig, {"rep": 3})
+    with pytest.raises(ValueError, match="not both or neither"):
+        run(ProfileConfig(seq=8), tmp_path / "p.parquet")

@@ -1,26 +1,21 @@
 """`hwgpt profile`: latency, energy, memory, FLOPs and params of dense sub-networks on this
-device, into a long-form parquet table (layout: `hwgpt_jax.measure.profiler`)."""
+device, into a long-form parquet table (layout: `hwgpt_jax.measure.profiler`;
+resumable parts: `hwgpt_jax.stages.profile`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import jax
 from tqdm import tqdm
 
+from hwgpt_jax.base.config import load_config
 from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.measure.profiler import (
-    DTYPES,
-    ProfileConfig,
-    check_config,
-    parts_dir,
-    profile_archs,
-)
+from hwgpt_jax.measure.profiler import DTYPES
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.space.arch import SPACES, get_space
-from hwgpt_jax.space.arch_files import read_arch_file
+from hwgpt_jax.stages import profile as stage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,47 +39,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> ProfileConfig:
-    overrides = {"batch": args.batch, "seq": args.seq, "reps": args.reps,
-                 "warmup": args.warmup, "dtype": args.dtype, "seed": args.init_seed}
-    if args.config:
-        return ProfileConfig.from_toml(resolve_preset("profile", args.config), **overrides)
-    return ProfileConfig(**{k: v for k, v in overrides.items() if v is not None})
+def config_from_args(args: argparse.Namespace) -> stage.ProfileConfig:
+    """The stage config: the --config preset (if any), then the flags that were given."""
+    changes = {"batch": args.batch, "seq": args.seq, "reps": args.reps, "warmup": args.warmup,
+               "dtype": args.dtype, "seed": args.init_seed, "scale": args.scale,
+               "archs": args.archs, "n": args.n, "sample_seed": args.seed}
+    path = resolve_preset("profile", args.config) if args.config else None
+    return load_config(stage.ProfileConfig, path, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
-    space = get_space(args.scale)
     check_output(args.out, overwrite=args.overwrite)  # fail before any work
+    if args.n is not None and args.n < 1:
+        raise CliError(f"-n {args.n}: expected a positive number of archs")
     config = config_from_args(args)
-    if args.archs:
-        archs = read_arch_file(args.archs, space)[1]
-    else:
-        if args.n < 1:
-            raise CliError(f"-n {args.n}: expected a positive number of archs")
-        archs = space.sample_unique(jax.random.key(args.seed), args.n)
-    check_config(space, config)
-    n_unique = len(set(space.arch_ids(archs)))
-    resumed = parts_dir(args.out).is_dir()
+    space = get_space(config.scale)
+    total = len(set(space.arch_ids(stage.choose(config))))
     bars: list[tqdm] = []  # opened at the first arch: a refused run (lock) prints no bar
 
     def on_arch(arch_id: str, latency_ms: float | None) -> None:
         if not bars:
-            bars.append(tqdm(total=n_unique, desc="profiling", unit="arch"))
+            bars.append(tqdm(total=total, desc="profiling", unit="arch"))
         if latency_ms is not None:
             bars[0].set_postfix(last=f"{latency_ms:.2f} ms")
         bars[0].update(1)
 
     try:
-        table = profile_archs(archs, space, config, args.out, on_arch=on_arch)
+        summary = stage.run(config, args.out, on_arch=on_arch)
     finally:
         for bar in bars:
             bar.close()
-    latency = table.loc[table["metric"] == "latency", "value"]
-    device = table["device"].iloc[0]
-    note = " (resumed)" if resumed else ""
-    print(f"profiled {n_unique} archs on {device}{note}: {len(table)} rows, latency median "
-          f"{latency.median():.2f} ms (batch {config.batch}, seq {config.seq}, {config.dtype}) "
-          f"-> {Path(args.out)}")
-    if len(archs) > n_unique:
-        print(f"note: {len(archs) - n_unique} duplicate archs in the input were profiled once")
+    note = " (resumed)" if summary["resumed"] else ""
+    print(f"profiled {summary['archs']} archs on {summary['device']}{note}: {summary['rows']} "
+          f"rows, latency median {summary['latency_median_ms']:.2f} ms (batch {config.batch}, "
+          f"seq {config.seq}, {config.dtype}) -> {Path(args.out)}")
+    if summary["duplicates"]:
+        print(f"note: {summary['duplicates']} duplicate archs in the input were profiled once")
     return 0

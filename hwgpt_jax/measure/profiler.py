@@ -46,12 +46,8 @@ Table layout (long form, one row per observation; the surrogate fitter reads the
   empty where none), `profiled_at` (UTC); the parquet key-value metadata `hwgpt` holds the
   configuration as JSON.
 
-Restart safety: each arch's rows go to one parquet part in `<out>.parts/`, written to a temp
-file and renamed; a rerun skips archs whose part exists, so a killed run loses at most the arch
-in progress and never duplicates rows. `merge_parts` writes `<out>` atomically when all archs
-are done and removes the parts folder. While a run writes, it holds `<out>.lock` (its pid and
-host): a second run on the same output fails at once; a lock left by a dead process (same
-host) is taken over.
+The resumable table files (parts folder, lock, merge) are the profile stage's:
+`hwgpt_jax.stages.profile`.
 """
 
 from __future__ import annotations
@@ -59,15 +55,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import hashlib
-import importlib.metadata
-import json
 import math
 import os
+import platform
 import re
 import time
-import tomllib
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +68,21 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.base.files import check_output, output_lock, write_parquet_atomic, write_text_atomic
+from hwgpt_jax.base.metadata import versions
+from hwgpt_jax.measure.energy import EnergySensor
 from hwgpt_jax.model.supernet import dense_forward, extract, init_params, param_count
 from hwgpt_jax.space import costs
 from hwgpt_jax.space.arch import Arch, SearchSpace
 
 DTYPES = ("float32", "bfloat16")
 MEGABYTE = 1e6
-PARTS_SUFFIX = ".parts"
-_CONFIG_NAME = "config.json"
 
 
-# ---------------------------------------------------------------------------- configuration
+# ---------------------------------------------------------------------------- settings
 @dataclasses.dataclass(frozen=True)
-class ProfileConfig:
-    """What to measure: input shape, repetitions, dtype and the random-init seed."""
+class ProfileSettings:
+    """What to measure: input shape, repetitions, dtype and the random-init seed (the keys of
+    the profile presets; the profile stage's `ProfileConfig` extends it)."""
 
     batch: int = 1
     seq: int = 256
@@ -108,22 +100,10 @@ class ProfileConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}; expected one of {list(DTYPES)}")
 
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> ProfileConfig:
-        """A preset from `profile/<scale>.toml`; keyword overrides that are not None win."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"profile preset {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"profile preset {path} is not valid TOML: {err}") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {path}; expected some of "
-                             f"{sorted(known)}")
-        return cls(**(data | {k: v for k, v in overrides.items() if v is not None}))
+    def settings(self) -> ProfileSettings:
+        """Only the measurement settings (what a table's rows depend on)."""
+        return ProfileSettings(**{f.name: getattr(self, f.name)
+                                  for f in dataclasses.fields(ProfileSettings)})
 
 
 # ---------------------------------------------------------------------------- device facts
@@ -142,89 +122,14 @@ def host_cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
-
     return platform.processor() or "unknown"
 
 
-def versions() -> dict[str, str]:
-    """Versions recorded with every table."""
-    return {"jax_version": jax.__version__,
-            "jaxlib_version": importlib.metadata.version("jaxlib"),
-            "hwgpt_jax_version": importlib.metadata.version("hwgpt-jax")}
-
-
-class EnergySensor:
-    """A cumulative energy counter in joules, or `None` readings with a reason.
-
-    `read()` returns the counter (J) or None; `reason` says why there is none.
-    """
-
-    def __init__(self, device: Any, powercap_root: str | Path = "/sys/class/powercap") -> None:
-        self.reason = ""  # why there is no reading
-        self.source = ""  # what a reading measures
-        self._read: Callable[[], float] | None = None
-        if device.platform == "gpu" and "nvidia" in str(device.device_kind).lower():
-            self._init_nvml(device)
-        elif device.platform == "cpu":
-            self._init_rapl(Path(powercap_root))
-        else:
-            self.reason = f"no energy sensor on {device.platform} ({device.device_kind})"
-
-    @property
-    def available(self) -> bool:
-        return self._read is not None
-
-    def read(self) -> float | None:
-        return None if self._read is None else self._read()
-
-    def _init_nvml(self, device: Any) -> None:
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(_nvml_index(device))
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises if unsupported
-        except Exception as err:  # pynvml raises NVMLError subclasses, ImportError, ...
-            self.reason = f"NVML energy counter not available: {type(err).__name__}: {err}"
-            return
-        self.source = "NVML total energy counter of the GPU"
-        self._read = lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3
-
-    def _init_rapl(self, root: Path) -> None:
-        # Top-level zones are CPU packages; "intel-rapl:0:0" etc. are sub-domains of them.
-        zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
-        if not zones:
-            self.reason = f"no energy sensor on cpu ({root}/intel-rapl:* not present)"
-            return
-        try:
-            ranges = [int((z / "max_energy_range_uj").read_text()) for z in zones]
-            last = [int((z / "energy_uj").read_text()) for z in zones]
-        except (OSError, ValueError) as err:
-            self.reason = f"RAPL not readable: {type(err).__name__}: {err}"
-            return
-        total = [0.0]
-
-        def read() -> float:
-            # Accumulate deltas so that a counter wrapping at max_energy_range_uj stays exact.
-            for i, zone in enumerate(zones):
-                now = int((zone / "energy_uj").read_text())
-                total[0] += ((now - last[i]) % (ranges[i] + 1)) / 1e6
-                last[i] = now
-            return total[0]
-
-        self.source = "RAPL package energy (whole CPU package, all processes)"
-        self._read = read
-
-
-def _nvml_index(device: Any) -> int:
-    """NVML index of a CUDA device: NVML ignores CUDA_VISIBLE_DEVICES, JAX ids follow it."""
-    ordinal = int(getattr(device, "local_hardware_id", None) or device.id)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    entries = [v.strip() for v in visible.split(",") if v.strip()]
-    if entries and all(v.isdigit() for v in entries) and ordinal < len(entries):
-        return int(entries[ordinal])
-    return ordinal
+def version_columns() -> dict[str, str]:
+    """The version columns of every measurement table (profile and quality rows)."""
+    known = versions()
+    return {"jax_version": known["jax"], "jaxlib_version": known["jaxlib"],
+            "hwgpt_jax_version": known["hwgpt-jax"]}
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -240,7 +145,7 @@ def _xla_flops(compiled: Any) -> float:
     return float((analysis or {}).get("flops", math.nan))
 
 
-def check_config(space: SearchSpace, config: ProfileConfig) -> None:
+def check_config(space: SearchSpace, config: ProfileSettings) -> None:
     """Raise ValueError unless the config's sequence fits the space's block size."""
     if config.seq > space.block_size:
         raise ValueError(f"seq={config.seq} exceeds the {space.scale} block size "
@@ -254,7 +159,7 @@ class Profiler:
     first out), so a repeated arch is not compiled again.
     """
 
-    def __init__(self, space: SearchSpace, config: ProfileConfig, device: Any = None,
+    def __init__(self, space: SearchSpace, config: ProfileSettings, device: Any = None,
                  cache_size: int = 32) -> None:
         check_config(space, config)
         self.space, self.config = space, config
@@ -274,7 +179,7 @@ class Profiler:
             "device_kind": str(self.device.device_kind), "host_cpu": host_cpu_model(),
             "batch": config.batch, "seq": config.seq, "dtype": config.dtype,
             "weights": f"random init (seed {config.seed})", "warmup": config.warmup,
-            "reps": config.reps, **versions(),
+            "reps": config.reps, **version_columns(),
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
 
     def _compiled(self, dense: Any) -> tuple[Any, float]:
@@ -348,101 +253,5 @@ def _column_order(metadata: dict[str, Any]) -> list[str]:
     return head + [k for k in metadata if k not in head] + ["profiled_at"]
 
 
-# ---------------------------------------------------------------------------- resumable runs
-def parts_dir(out: str | Path) -> Path:
-    """The folder of per-arch part files of an output table: `<out>.parts/`."""
-    out = Path(out)
-    return out.with_name(out.name + PARTS_SUFFIX)
-
-
-def _part_path(parts: Path, arch_id: str) -> Path:
-    return parts / f"{hashlib.sha1(arch_id.encode()).hexdigest()[:16]}.parquet"
-
-
-def _open_parts(parts: Path, fingerprint: dict[str, Any]) -> None:
-    """Create the parts folder, or check that an existing one belongs to this configuration."""
-    parts.mkdir(exist_ok=True)
-    config_path = parts / _CONFIG_NAME
-    if config_path.exists():
-        stored = json.loads(config_path.read_text())
-        if stored != fingerprint:
-            changed = sorted(k for k in set(stored) | set(fingerprint)
-                             if stored.get(k) != fingerprint.get(k))
-            raise ValueError(f"{parts} holds a run with other settings ({changed} differ); "
-                             f"remove it or choose another output path")
-    else:
-        write_text_atomic(config_path, json.dumps(fingerprint, sort_keys=True))
-    for stale in parts.glob(".*.tmp"):  # a temp file of a killed run
-        stale.unlink()
-
-
-def profile_archs(archs: Arch, space: SearchSpace, config: ProfileConfig, out: str | Path, *,
-                  device: Any = None,
-                  on_arch: Callable[[str, float | None], None] | None = None) -> pd.DataFrame:
-    """Profile archs (batch shape (N,)) into the table `out`, resumable (module docstring).
-
-    Duplicate archs are profiled once. `on_arch(arch_id, median_latency_ms)` is called after
-    each arch (latency None when its part already existed). Returns the merged table.
-    """
-    archs = space.validate(archs)
-    if len(archs.batch_shape) != 1:
-        raise ValueError(f"profile_archs takes archs of batch shape (N,), got "
-                         f"{archs.batch_shape}")
-    if len(archs) == 0:
-        raise ValueError("no archs to profile; expected at least one")
-    out = Path(out)
-    check_output_path(out)
-    with output_lock(out):  # a second run on the same `out` fails at once
-        return _profile_locked(archs, space, config, out, device, on_arch)
-
-
-def _profile_locked(archs: Arch, space: SearchSpace, config: ProfileConfig, out: Path,
-                    device: Any, on_arch: Callable[[str, float | None], None] | None
-                    ) -> pd.DataFrame:
-    all_ids = space.arch_ids(archs)
-    ids = list(dict.fromkeys(all_ids))  # unique, in order of first appearance
-    first = {arch_id: all_ids.index(arch_id) for arch_id in ids}
-    profiler = Profiler(space, config, device)
-    parts = parts_dir(out)
-    fingerprint = {"scale": space.scale, "config": dataclasses.asdict(config),
-                   "device": profiler.metadata["device"],
-                   "device_kind": profiler.metadata["device_kind"]}
-    _open_parts(parts, fingerprint)
-    for arch_id in ids:
-        part = _part_path(parts, arch_id)
-        if part.exists():
-            if on_arch is not None:
-                on_arch(arch_id, None)
-            continue
-        rows = profiler.measure(archs[first[arch_id]])
-        write_parquet_atomic(rows, part)
-        if on_arch is not None:
-            latency = rows.loc[rows["metric"] == "latency", "value"]
-            on_arch(arch_id, float(latency.median()))
-    return merge_parts(out, ids, metadata={"scale": space.scale, **fingerprint,
-                                           **profiler.metadata})
-
-
-def merge_parts(out: str | Path, arch_ids: Sequence[str],
-                metadata: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Concatenate the parts of `arch_ids` (in order) into `out`, then remove the parts."""
-    out = Path(out)
-    parts = parts_dir(out)
-    missing = [a for a in arch_ids if not _part_path(parts, a).exists()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} arch(s) have no part in {parts}, e.g. "
-                                f"{missing[0]!r}")
-    table = pd.concat([pd.read_parquet(_part_path(parts, a)) for a in arch_ids],
-                      ignore_index=True)
-    write_parquet_atomic(table, out, metadata)
-    for path in parts.iterdir():
-        path.unlink()
-    parts.rmdir()
-    return table
-
-
-# ---------------------------------------------------------------------------- table files
-def check_output_path(out: str | Path) -> None:
-    """Raise a one-line error unless the table `out` can be written (library callers may
-    replace it; the CLI refuses an existing one first, see `files.check_output`)."""
-    check_output(out, overwrite=True, flag="output path")
+__all__ = ["DTYPES", "MEGABYTE", "ProfileSettings", "Profiler", "check_config", "device_slug",
+           "host_cpu_model", "version_columns"]

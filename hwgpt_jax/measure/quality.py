@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from jax import lax
 
-from hwgpt_jax.base.files import write_parquet_atomic
-from hwgpt_jax.measure.profiler import check_output_path, versions
+from hwgpt_jax.base.files import check_output, write_parquet_atomic
+from hwgpt_jax.measure.profiler import version_columns as versions
 from hwgpt_jax.model.supernet import Params, masked_hidden, slice_embed_dim, vocab_chunks
 from hwgpt_jax.space.arch import Arch, SearchSpace
 
@@ -306,7 +306,7 @@ def evaluate_checkpoint(checkpoint: str | Path, archs: Arch | None, out: str | P
     from hwgpt_jax.space.arch import get_space
 
     out = Path(out)
-    check_output_path(out)
+    check_output(out, overwrite=True, flag="output path")
     params, meta = load_trained_params(checkpoint)
     space = get_space(meta["scale"])
     if arch_file_scale is not None and arch_file_scale != space.scale:
