@@ -143,7 +143,8 @@ def check_evaluate(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_profile(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.measure.profiler import ProfileConfig, Profiler
+    from hwgpt_jax.measure.profiler import Profiler
+    from hwgpt_jax.measure.profiler import ProfileSettings as ProfileConfig
 
     device = jax.devices()[0]
     dtype = "float32" if device.platform == "cpu" else "bfloat16"

@@ -21,10 +21,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hwgpt_jax.base.config import load_config
 from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.measure.profiler import ProfileConfig, host_cpu_model, profile_archs
+from hwgpt_jax.measure.profiler import host_cpu_model
 from hwgpt_jax.presets import resolve_preset
 from hwgpt_jax.space.arch import get_space
+from hwgpt_jax.stages.profile import ProfileConfig, profile_archs
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     space = get_space(args.scale)
-    config = ProfileConfig.from_toml(resolve_preset("profile", args.config))
+    config = load_config(ProfileConfig, resolve_preset("profile", args.config))
     archs = space.sample_unique(jax.random.key(args.seed), args.n)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:

@@ -32,7 +32,7 @@ def test_bad_tables_give_one_clear_line(tmp_path, capsys, frame, message):
     frame.to_parquet(path)
     assert main(["fit", "--data", str(path), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
-    assert f"--data {path}: {message}" in err and len(err.strip().splitlines()) == 1, err
+    assert f"data file {path}: {message}" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "s").exists()
 
 

@@ -55,7 +55,7 @@ def test_tables_are_consistent(run):
     latency = profile[profile["metric"] == "latency"]
     assert latency.groupby("arch_id").size().eq(pipeline.config.profile_reps).all()
     assert latency["arch_id"].nunique() == pipeline.config.n_profile + 2  # + the extremes
-    validation = json.loads((out / "surrogate_validation.json").read_text())
+    validation = json.loads((out / "surrogates" / "validation.json").read_text())
     assert set(validation) == {"perplexity", f"latency:{pipeline.device}"}
     assert "coverage_90" in validation[f"latency:{pipeline.device}"]
     for study, objectives in pipeline.studies.items():
@@ -75,9 +75,9 @@ def test_rerun_skips_matching_stages_and_reruns_changed_ones(run):
     again.run()
     assert again.skipped == STAGES and not again.timings
     changed = Pipeline(dataclasses.replace(pipeline.config, n_chosen=1), out)
-    assert [s for s in STAGES if changed._is_done(s, [])] == STAGES[:5]
+    assert [s for s in STAGES if changed.is_done(s, [])] == STAGES[:5]
     fresh = Pipeline(pipeline.config, out, fresh=True)
-    assert not any(fresh._is_done(s, []) for s in STAGES)
+    assert not any(fresh.is_done(s, []) for s in STAGES)
 
 
 def test_choose_archs_picks_extremes_then_the_knee():

@@ -51,3 +51,16 @@ def test_hwgpt_presets_folder_replaces_packaged_presets(tmp_path, monkeypatch):
     assert find_preset("train", "tiny") == edited
     assert find_preset("train", "s").parent.parent.parent.name == "hwgpt_jax"
     assert "extra" in preset_names("train")
+
+
+def test_stage_presets_load_into_their_stage_configs():
+    from hwgpt_jax.base.config import load_config
+    from hwgpt_jax.stages.profile import ProfileConfig
+    from hwgpt_jax.stages.search import SearchConfig
+
+    for name in EXPECTED["search"]:
+        config = load_config(SearchConfig, find_preset("search", name))
+        assert config.objectives and config.budget >= 64
+    assert load_config(SearchConfig, find_preset("search", "paper_3obj")).algorithms[0] != "all"
+    for name in EXPECTED["profile"]:
+        assert load_config(ProfileConfig, find_preset("profile", name)).reps >= 1

@@ -1,4 +1,4 @@
-"""Tests for `hwgpt search` and hwgpt_jax.search.experiment (analytic objectives, tiny space)."""
+"""Tests for `hwgpt search` and hwgpt_jax.stages.search (analytic objectives, tiny space)."""
 
 from __future__ import annotations
 
@@ -65,14 +65,15 @@ def test_hypervolume_table_is_monotone_and_summarized(run):
         assert 0 < row["final_hypervolume_max"] <= 1
 
 
-def test_preset_file_supplies_defaults(tmp_path):
+def test_preset_file_supplies_defaults(tmp_path, capsys):
     preset = tmp_path / "p.toml"
-    preset.write_text('algorithm = "random_search"\nobjectives = "params,flops"\n'
-                      'scale = "tiny"\nbudget = 64\npopulation = 64\n')
+    preset.write_text('algorithms = "random_search"\nobjectives = "params,flops"\n'
+                      'scale = "tiny"\nbudget = 64\npopulation_size = 64\n')
     assert main(["search", "--preset", str(preset), "--out", str(tmp_path / "o")]) == 0
     assert len(pd.read_parquet(tmp_path / "o" / "trajectory.parquet")) == 64
     preset.write_text('algoritm = "nsga2"\n')
     assert main(["search", "--preset", str(preset), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown config key(s) ['algoritm']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("extra", "message"), [

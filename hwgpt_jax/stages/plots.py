@@ -150,18 +150,20 @@ def pareto_front_plot(fronts: Mapping[str, np.ndarray], path: str | os.PathLike,
 
 
 def hypervolume_plot(curves: Mapping[str, np.ndarray], path: str | os.PathLike,
-                     evaluations: np.ndarray | None = None,
+                     evaluations: np.ndarray | Mapping[str, np.ndarray] | None = None,
                      title: str = "hypervolume over evaluations") -> Path:
     """Mean hypervolume per algorithm over evaluations, shaded min-max over seeds.
 
     Args:
         curves: name -> (seeds, T) hypervolume after each of T evaluations (or checkpoints).
-        evaluations: (T,) x values; default 1..T.
+        evaluations: (T,) x values shared by all curves, or name -> x values (algorithms
+          with different batch sizes); default 1..T.
     """
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, curve in curves.items():
         curve = np.atleast_2d(np.asarray(curve, float))
-        x = np.arange(1, curve.shape[1] + 1) if evaluations is None else evaluations
+        x = evaluations[name] if isinstance(evaluations, Mapping) else evaluations
+        x = np.arange(1, curve.shape[1] + 1) if x is None else x
         line, = ax.plot(x, curve.mean(0), label=name)
         ax.fill_between(x, curve.min(0), curve.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("evaluations")

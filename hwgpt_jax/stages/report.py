@@ -1,7 +1,8 @@
 """The human-readable report of `hwgpt run`: plots and a `report.md` read top to bottom.
 
-Every number in the report is read from the files the stages wrote (tables, stamps, logs), so
-the report can be regenerated without re-running anything, and it names every file it shows.
+Every number in the report is read from the files the stages wrote (tables, stamps with the
+stage configurations, logs), so the report can be regenerated from the run folder alone,
+without re-running anything, and it names every file it shows.
 """
 
 from __future__ import annotations
@@ -9,17 +10,15 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 import pandas as pd
 
 from hwgpt_jax.base.files import write_text_atomic
+from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.stages import plots
-
-if TYPE_CHECKING:
-    from hwgpt_jax.stages.run import Pipeline
 
 REPORT_VERSION = 1
 
@@ -54,10 +53,12 @@ def per_arch_table(out: Path, device: str) -> pd.DataFrame:
     return quality.merge(wide, left_on="arch_id", right_index=True, how="inner")
 
 
-def write_report(out: Path, pipe: Pipeline) -> Path:
-    """Draw the plots and write `report.md`; returns its path."""
+def write_report(out: str | Path) -> Path:
+    """Draw the plots and write `report.md` of the run folder `out`; returns its path."""
+    out = Path(out)
     fig_dir = out / "plots"
-    device, space = pipe.device, pipe.space
+    profile_stamp = _stamp(out, "profile")["config"]
+    device, space = profile_stamp["device"], get_space(profile_stamp["scale"])
     lat = f"latency:{device}"
     sections = [f"# hwgpt-jax report: scale `{space.scale}` on `{device}`\n",
                 f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with "
@@ -69,12 +70,12 @@ def write_report(out: Path, pipe: Pipeline) -> Path:
     log = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text()
            .splitlines() if line.strip()]
     evals = [row for row in log if "val_ppl/largest" in row]
-    cfg = pipe.train_config
+    cfg = _stamp(out, "train")["config"]["train"]
     sections.append("## 1. Supernet training\n")
     sections.append(
-        f"Sandwich rule (largest, smallest and {cfg.train.num_random_archs} random archs per "
-        f"step) on corpus `{cfg.data.corpus}`: {log[-1]['step']} steps of "
-        f"{cfg.train.batch_size} x {cfg.train.seq_len} tokens "
+        f"Sandwich rule (largest, smallest and {cfg['train']['num_random_archs']} random archs "
+        f"per step) on corpus `{cfg['data']['corpus']}`: {log[-1]['step']} steps of "
+        f"{cfg['train']['batch_size']} x {cfg['train']['seq_len']} tokens "
         f"({log[-1]['tokens']:,} tokens), in {_stamp(out, 'train').get('seconds', 0):.0f} s. "
         f"Log: `train/metrics.jsonl`; checkpoints: `train/checkpoints/`.\n")
     if evals:
@@ -113,13 +114,13 @@ def write_report(out: Path, pipe: Pipeline) -> Path:
     else:
         energy_note = "missing (" + str(energy["note"].dropna().iloc[0]) + ")"
     sections.append("## 3. Hardware profile (`profile.parquet`)\n")
-    cfg_p = pipe.profile_config
+    cfg_p = profile_stamp["profile"]
     sections.append(
         f"{per_arch.ngroups} archs, dense extracted sub-networks (random weights), batch "
-        f"{cfg_p.batch} x seq {cfg_p.seq}, {cfg_p.dtype}, {cfg_p.reps} timed repetitions after "
-        f"{cfg_p.warmup} warm-ups each: median latency from {per_arch.median().min():.3g} to "
-        f"{per_arch.median().max():.3g} ms; median coefficient of variation across repetitions "
-        f"{cv:.3f}. Energy: {energy_note}.\n")
+        f"{cfg_p['batch']} x seq {cfg_p['seq']}, {cfg_p['dtype']}, {cfg_p['reps']} timed "
+        f"repetitions after {cfg_p['warmup']} warm-ups each: median latency from "
+        f"{per_arch.median().min():.3g} to {per_arch.median().max():.3g} ms; median "
+        f"coefficient of variation across repetitions {cv:.3f}. Energy: {energy_note}.\n")
     merged = per_arch_table(out, device)
     if len(merged) >= 3:
         columns = [c for c in ("perplexity", lat, "params", "flops_xla", "memory")
@@ -134,24 +135,27 @@ def write_report(out: Path, pipe: Pipeline) -> Path:
     sections.append(f"\n![ECDF of latency]({ecdf_l.relative_to(out)})\n")
 
     # -- surrogates
-    validation = json.loads((out / "surrogate_validation.json").read_text())
-    sections.append("## 4. Surrogates (`surrogates/`, `surrogate_validation.json`)\n")
+    validation = json.loads((out / "surrogates" / "validation.json").read_text())
+    sections.append("## 4. Surrogates (`surrogates/`, `surrogates/validation.json`)\n")
     sections.append("Fitted on the archs above minus a held-out test split; scores on the "
                     "held-out archs (coverage: fraction of held-out *observations* inside the "
                     "conformal interval):\n\n")
     sections.append(_table([{"metric": key, **values} for key, values in validation.items()]))
-    if (fig_dir / "calibration_latency.png").exists():
-        sections.append("\n![calibration](plots/calibration_latency.png)\n")
+    if (out / "surrogates" / "calibration_latency.png").exists():
+        sections.append("\n![calibration](surrogates/calibration_latency.png)\n")
 
     # -- search
     sections.append("## 5. Multi-objective search (`search/`)\n")
-    for study, objectives in pipe.studies.items():
+    search_stamp = _stamp(out, "search")
+    for study in search_stamp["hypervolume"]:
         summary = json.loads((out / "search" / study / "summary.json").read_text())
+        objectives = summary["objectives"]
         rows = [{"algorithm": name, "HV mean": v["final_hypervolume_mean"],
                  "HV std": v["final_hypervolume_std"], "seeds": len(v["per_seed"])}
                 for name, v in summary["hypervolume"].items()]
         sections.append(f"### {objectives[0]} vs {objectives[1]}\n\n"
-                        f"Budget {pipe.config.search_budget} surrogate evaluations per run; "
+                        f"Budget {search_stamp['config']['budget']} surrogate evaluations per "
+                        f"run; "
                         f"hypervolume of the normalized objectives (min-max between the smallest "
                         f"and largest arch, reference point 1):\n\n{_table(rows)}\n"
                         f"![front](search/{study}/pareto_front.png) "

@@ -3,7 +3,8 @@
 train (sandwich supernet) -> evaluate (perplexity of sampled archs, inherited weights) ->
 profile (dense sub-networks on this device) -> fit (surrogates, validated on held-out archs) ->
 search (multi-objective, on the surrogates) -> verify (measure the chosen archs for real) ->
-report (tables, plots, report.md).
+report (tables, plots, report.md). Profile, fit and search are the `run` of their stage
+modules, so `hwgpt run` and the single-stage commands share one wiring.
 
 Each stage writes its outputs and then a stamp `stages/<name>.json` holding its configuration
 (including the configurations of the stages it reads from). A re-run skips a stage whose stamp
@@ -22,25 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from hwgpt_jax.base.files import read_parquet_checked, write_parquet_atomic, write_text_atomic
-from hwgpt_jax.measure.profiler import ProfileConfig, device_slug, profile_archs
-from hwgpt_jax.measure.quality import evaluate_checkpoint, quality_observations
+from hwgpt_jax.measure.profiler import device_slug
+from hwgpt_jax.measure.quality import evaluate_checkpoint
 from hwgpt_jax.presets import find_preset
-from hwgpt_jax.search.experiment import ExperimentConfig as SearchConfig
-from hwgpt_jax.search.experiment import run_experiment, summary, write_experiment
-from hwgpt_jax.search.objectives import build_problem
 from hwgpt_jax.space.arch import Arch, get_space
+from hwgpt_jax.stages import fit as fit_stage
+from hwgpt_jax.stages import profile as profile_stage
 from hwgpt_jax.stages import report as report_lib
-from hwgpt_jax.stages.plots import calibration_plot
+from hwgpt_jax.stages import search as search_stage
 from hwgpt_jax.stages.train import Trainer
 from hwgpt_jax.stages.train_config import ExperimentConfig
-from hwgpt_jax.surrogates.benchmark import Benchmark
-from hwgpt_jax.surrogates.data import MetricData, from_table
-from hwgpt_jax.surrogates.linear import kendall_tau
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -98,8 +94,9 @@ class Pipeline:
         if config.train_steps is not None:
             overrides["steps"] = config.train_steps
         self.train_config = self.train_config.replace(train=overrides)
-        self.profile_config = ProfileConfig.from_toml(
-            find_preset("profile", config.scale), reps=config.profile_reps)
+        self.profile_config = profile_stage.ProfileConfig.preset(
+            config.scale, scale=config.scale, reps=config.profile_reps,
+            archs=str(self.out / "profile_archs.json"))
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
 
@@ -109,7 +106,8 @@ class Pipeline:
         own = {
             "train": {"train": self.train_config.to_dict()},
             "evaluate": {"n": c.n_evaluate, "windows": c.eval_windows, "seed": c.seed},
-            "profile": {"n": c.n_profile, "profile": dataclasses.asdict(self.profile_config),
+            "profile": {"n": c.n_profile,
+                        "profile": dataclasses.asdict(self.profile_config.settings()),
                         "device": self.device, "seed": c.seed},
             "fit": {"test_fraction": c.test_fraction, "seed": c.seed},
             "search": {"algorithms": list(c.algorithms), "budget": c.search_budget,
@@ -125,14 +123,15 @@ class Pipeline:
     def _stamp(self, name: str) -> Path:
         return self.out / "stages" / f"{name}.json"
 
-    def _is_done(self, name: str, outputs: list[Path]) -> bool:
+    def is_done(self, name: str, outputs: list[Path]) -> bool:
+        """Whether stage `name` can be skipped: its stamp matches and its outputs exist."""
         stamp = self._stamp(name)
         if self.fresh or not stamp.exists() or not all(p.exists() for p in outputs):
             return False
         return json.loads(stamp.read_text()).get("config") == self.stage_config(name)
 
     def _run_stage(self, name: str, outputs: list[Path], fn: Callable[[], dict]) -> None:
-        if self._is_done(name, outputs):
+        if self.is_done(name, outputs):
             self.skipped.append(name)
             self.progress(name, {"skipped": True})
             return
@@ -152,7 +151,7 @@ class Pipeline:
         self._run_stage("train", [o / "train" / "metrics.jsonl"], self.train)
         self._run_stage("evaluate", [o / "quality.parquet"], self.evaluate)
         self._run_stage("profile", [o / "profile.parquet"], self.profile)
-        self._run_stage("fit", [o / "surrogates", o / "surrogate_validation.json"], self.fit)
+        self._run_stage("fit", [o / "surrogates" / fit_stage.VALIDATION_NAME], self.fit)
         self._run_stage("search", [o / "search" / s / "pareto.parquet" for s in self.studies],
                         self.search)
         self._run_stage("verify", [o / "chosen.parquet"], self.verify)
@@ -190,6 +189,7 @@ class Pipeline:
         evaluated = read_parquet_checked(self.out / "quality.parquet")["arch_id"]
         sample = self.space.from_ids(evaluated.iloc[: self.config.n_profile].tolist())
         archs = Arch.concatenate([self.space.largest(), self.space.smallest(), sample])
+        write_text_atomic(self.profile_config.archs, self.space.to_json(archs))
         total, done = len(archs), []
 
         def on_arch(arch_id: str, latency_ms: float | None) -> None:
@@ -197,38 +197,18 @@ class Pipeline:
             self.progress("profile", {"done": len(done), "total": total,
                                       "latency_ms": latency_ms})
 
-        table = profile_archs(archs, self.space, self.profile_config,
-                              self.out / "profile.parquet", on_arch=on_arch)
-        return {"rows": len(table)}
-
-    def _observations(self) -> list[MetricData]:
-        quality = quality_observations(read_parquet_checked(self.out / "quality.parquet"))
-        hardware = read_parquet_checked(self.out / "profile.parquet")
-        return (from_table(quality, metrics=["perplexity"])
-                + from_table(hardware, metrics=[f"latency:{self.device}"]))
+        summary = profile_stage.run(self.profile_config, self.out / "profile.parquet",
+                                    on_arch=on_arch)
+        return {"rows": summary["rows"]}
 
     def fit(self) -> dict[str, Any]:
-        data = self._observations()
-        rng = np.random.default_rng(self.config.seed)
-        train_data, test_data = [], []
-        for item in data:
-            order = rng.permutation(len(item))
-            n_test = max(2, int(round(self.config.test_fraction * len(item))))
-            test_data.append(item.subset(np.sort(order[:n_test])))
-            train_data.append(item.subset(np.sort(order[n_test:])))
-        bench = Benchmark.fit(train_data, progress=lambda key: self.progress("fit", {"key": key}))
-        bench.save(self.out / "surrogates", overwrite=True)
-        validation = {item.key: validate_surrogate(bench, item) for item in test_data}
-        for item in test_data:
-            if bench.spec(item.key).kind == "quantile":
-                predicted = bench.query(item.archs, [item.key], mode="quantiles")[item.key]
-                calibration_plot(bench.spec(item.key).levels, np.asarray(predicted),
-                                 item.observations,
-                                 self.out / "plots" / f"calibration_{item.metric}.png",
-                                 title=f"{item.key}: held-out calibration")
-        write_text_atomic(self.out / "surrogate_validation.json",
-                          json.dumps(validation, indent=2))
-        return {"validation": validation}
+        config = fit_stage.FitConfig(
+            data=(str(self.out / "quality.parquet"), str(self.out / "profile.parquet")),
+            metrics=("perplexity", f"latency:{self.device}"),
+            test_fraction=self.config.test_fraction, split_seed=self.config.seed)
+        summary = fit_stage.run(config, self.out / "surrogates", overwrite=True,
+                                progress=lambda key: self.progress("fit", {"key": key}))
+        return {"validation": summary["validation"]}
 
     @property
     def studies(self) -> dict[str, list[str]]:
@@ -236,21 +216,18 @@ class Pipeline:
                 "params": ["perplexity", "params"]}
 
     def search(self) -> dict[str, Any]:
-        bench = Benchmark.load(self.out / "surrogates")
         c = self.config
         results = {}
         for study, objectives in self.studies.items():
-            problem = build_problem(self.space, objectives, bench=bench)
-            config = SearchConfig(algorithms=c.algorithms, budget=c.search_budget,
-                                  seeds=c.search_seeds, population_size=c.population_size)
-            experiment = run_experiment(config, problem, progress=lambda name, seed, done, s=study:
-                                        self.progress("search", {"study": s, "algorithm": name,
-                                                                 "seed": seed, "done": done}))
-            write_experiment(experiment, self.out / "search" / study,
-                             metadata={"scale": c.scale, "objectives": objectives,
-                                       "surrogates": str(self.out / "surrogates")},
-                             extra_metrics=lambda archs: bench.query_frame(archs, None))
-            results[study] = summary(experiment)
+            config = search_stage.SearchConfig(
+                algorithms=c.algorithms, budget=c.search_budget, seeds=c.search_seeds,
+                population_size=c.population_size, objectives=tuple(objectives),
+                surrogates=str(self.out / "surrogates"))
+            summary = search_stage.run(
+                config, self.out / "search" / study,
+                progress=lambda name, seed, done, s=study: self.progress(
+                    "search", {"study": s, "algorithm": name, "seed": seed, "done": done}))
+            results[study] = summary["hypervolume"]
         return {"hypervolume": results}
 
     def verify(self) -> dict[str, Any]:
@@ -261,8 +238,8 @@ class Pipeline:
         quality = evaluate_checkpoint(self.out / "train", archs,
                                       self.out / "chosen_quality.parquet",
                                       windows=self.config.eval_windows)
-        hardware = profile_archs(archs, self.space, self.profile_config,
-                                 self.out / "chosen_profile.parquet")
+        hardware = profile_stage.profile_archs(archs, self.space, self.profile_config,
+                                               self.out / "chosen_profile.parquet")
         latency = (hardware[hardware["metric"] == "latency"].groupby("arch_id")["value"]
                    .median().rename("measured_latency_ms"))
         table = (chosen.merge(quality[["arch_id", "perplexity"]].rename(
@@ -273,27 +250,8 @@ class Pipeline:
         return {"chosen": table["arch_id"].tolist()}
 
     def report(self) -> dict[str, Any]:
-        path = report_lib.write_report(self.out, self)
+        path = report_lib.write_report(self.out)
         return {"report": str(path)}
-
-
-def validate_surrogate(bench: Benchmark, test: MetricData) -> dict[str, float]:
-    """Held-out quality of one surrogate: Kendall tau and MAPE of the median against the
-    per-arch median observation, and the empirical coverage of central intervals per
-    observation (quantile surrogates)."""
-    preds = bench.query(test.archs, [test.key], mode="median")[test.key]
-    truth = np.nanmedian(test.observations, axis=1)
-    result = {"archs": int(len(test)),
-              "kendall_tau": float(kendall_tau(jnp.asarray(preds), jnp.asarray(truth))),
-              "mape": float(np.mean(np.abs(np.asarray(preds) - truth) / np.abs(truth)))}
-    if bench.spec(test.key).kind == "quantile":
-        for level in (0.5, 0.8, 0.9):
-            lo, hi = np.asarray(bench.query(test.archs, [test.key], mode="interval",
-                                            level=level)[test.key]).T
-            obs, valid = test.observations, np.isfinite(test.observations)
-            inside = (obs >= lo[:, None]) & (obs <= hi[:, None]) & valid
-            result[f"coverage_{int(level * 100)}"] = float(inside.sum() / valid.sum())
-    return result
 
 
 def choose_archs(pareto: pd.DataFrame, objectives: list[str], n: int) -> pd.DataFrame:
