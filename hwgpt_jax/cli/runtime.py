@@ -2,9 +2,8 @@
 
 XLA's CPU runtime allocates every execution's temporary buffers afresh. With glibc's defaults,
 blocks above 32 MB come from `mmap` and go back to the kernel on `free`, so each training step
-faults its whole working set in again, 4 KB at a time: about 950,000 minor page faults (3.7 GB)
-per gradient of the s supernet's largest arch. On a virtual machine, where a fault is costly,
-that took about 15 % of a sandwich step's CPU time.
+faults its whole working set in again, 4 KB at a time, which is costly on a virtual machine
+(the measured fault counts and their share of a step: docs/performance.md).
 
 `ALLOCATOR_TUNABLES` keep freed memory in the heap for reuse (`mmap_max=0`, no trimming) and
 back the heap with transparent huge pages where the kernel offers them on request (`hugetlb=1`;
