@@ -40,11 +40,22 @@ def test_space_sample_json_and_csv(capsys):
         (["space", "sample", "--scale", "tiny", "-n", "50000", "--unique"], "only 44226"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv, message):
-    proc = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", *argv],
-                          capture_output=True, text=True, timeout=120)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    try:  # argparse errors exit through SystemExit, the others return 2
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_input_in_a_real_process_is_one_line():
+    """Once through the `python -m hwgpt_jax.cli` process (allocator re-exec included)."""
+    proc = subprocess.run([sys.executable, "-m", "hwgpt_jax.cli", "space", "sample", "--scale",
+                           "s", "-n", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert message in proc.stderr
+    assert "0 is not a positive integer" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 

@@ -11,13 +11,13 @@ import pytest
 
 from hwgpt_jax.cli import main
 
-ARGS = ["search", "--objectives", "params,flops", "--scale", "tiny", "--population", "64"]
+ARGS = ["search", "--objectives", "params,flops", "--scale", "tiny", "--population", "32"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
-    code = main(ARGS + ["--algorithm", "random_search,nsga2", "--budget", "192", "--seeds", "2",
+    code = main(ARGS + ["--algorithm", "random_search,nsga2", "--budget", "96", "--seeds", "2",
                         "--constraint", "params<=9e6", "--out", str(out)])
     return code, out
 
@@ -30,7 +30,7 @@ def test_search_writes_tables_plots_and_summary(run):
         assert (out / name).is_file(), name
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temp files
     trajectory = pd.read_parquet(out / "trajectory.parquet")
-    assert len(trajectory) == 2 * 2 * 192  # 2 algorithms x 2 seeds x budget
+    assert len(trajectory) == 2 * 2 * 96  # 2 algorithms x 2 seeds x budget
     assert {"arch_id", "params", "flops", "feasible", "n_head"} <= set(trajectory.columns)
     assert (trajectory["feasible"] == (trajectory["params"] <= 9e6)).all()
     metadata = json.loads(pq.read_schema(out / "pareto.parquet").metadata[b"hwgpt"])

@@ -26,7 +26,8 @@ from hwgpt_jax.cli import CliError
 from hwgpt_jax.search.pareto import non_dominated_mask
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.stages import plots
-from hwgpt_jax.surrogates.data import MetricData, from_table
+from hwgpt_jax.stages.fit import read_file
+from hwgpt_jax.surrogates.data import MetricData
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,20 +72,6 @@ def _checked(plot: Callable[[argparse.Namespace], int], folder: bool
     return run
 
 
-def load_metric_data(path: str) -> list[MetricData]:
-    """Observations of every metric in a table or a published npz."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"data file {path!r} does not exist")
-    if file.suffix == ".npz":
-        from hwgpt_jax.surrogates.published import load_published
-
-        return load_published(file)
-    if file.suffix != ".parquet":
-        raise CliError(f"data file {path!r} is neither .parquet nor .npz")
-    return from_table(pd.read_parquet(file))
-
-
 def per_arch_frame(data: list[MetricData]) -> pd.DataFrame:
     """One row per arch: arch columns plus the median observation of every metric key."""
     space = get_space(data[0].scale)
@@ -110,7 +97,7 @@ def _need(frame: pd.DataFrame, keys: list[str]) -> None:
 
 
 def _ecdf(args: argparse.Namespace) -> int:
-    frame = per_arch_frame(load_metric_data(args.data))
+    frame = per_arch_frame(read_file(args.data))
     _need(frame, [args.metric])
     print(plots.ecdf_by_choice(frame, args.metric, args.out, log_x=args.metric != "accuracy"))
     return 0
@@ -123,7 +110,7 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _correlation(args: argparse.Namespace) -> int:
-    frame = per_arch_frame(load_metric_data(args.data))
+    frame = per_arch_frame(read_file(args.data))
     keys = args.metrics.split(",") if args.metrics else _metric_columns(frame)
     _need(frame, keys)
     print(plots.correlation_heatmap(frame, keys, args.out))
@@ -154,7 +141,7 @@ def _calibration(args: argparse.Namespace) -> int:
     from hwgpt_jax.surrogates.benchmark import Benchmark
 
     bench = Benchmark.load(args.surrogates)
-    data = {item.key: item for item in load_metric_data(args.data)}
+    data = {item.key: item for item in read_file(args.data)}
     if args.metric not in data:
         raise CliError(f"unknown metric {args.metric!r}; the data has {sorted(data)}")
     item = data[args.metric].dropna()
@@ -165,7 +152,7 @@ def _calibration(args: argparse.Namespace) -> int:
 
 
 def _published(args: argparse.Namespace) -> int:
-    frame = per_arch_frame(load_metric_data(args.data))
+    frame = per_arch_frame(read_file(args.data))
     out = Path(args.out)
     scale = frame["arch_id"].iloc[0].split(":")[0]
     paths = [plots.ecdf_by_choice(frame.dropna(subset=["perplexity"]), "perplexity",

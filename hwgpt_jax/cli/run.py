@@ -1,4 +1,4 @@
-"""`hwgpt run`: the whole pipeline on the embedded default, with one progress bar per stage."""
+"""`hwgpt run`: the whole pipeline (`hwgpt_jax.stages.run`), one progress bar per stage."""
 
 from __future__ import annotations
 
@@ -75,16 +75,10 @@ class _Bars:
 def run(args: argparse.Namespace) -> int:
     factory = RunConfig.micro if args.micro else RunConfig.fast if args.fast else RunConfig
     changes = {"scale": args.scale, "seed": args.seed}
-    if args.algorithms:
-        from hwgpt_jax.search import ALGORITHMS
+    if args.algorithms:  # checked (and 'all' expanded) as the search stage does
+        from hwgpt_jax.stages.search import SearchConfig
 
-        names = tuple(ALGORITHMS) if args.algorithms == "all" else tuple(
-            args.algorithms.split(","))
-        unknown = [n for n in names if n not in ALGORITHMS]
-        if unknown:
-            raise ValueError(f"unknown algorithm(s) {unknown}; expected some of "
-                             f"{sorted(ALGORITHMS)} or 'all'")
-        changes["algorithms"] = names
+        changes["algorithms"] = SearchConfig(algorithms=args.algorithms).algorithms
     config = factory(**changes)
     out = Path(args.out)
     # A run folder (it has stages/) is resumed stage by stage; any other existing, non-empty

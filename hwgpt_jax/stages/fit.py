@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ def read_data(paths: tuple[str, ...], metrics: tuple[str, ...] = ()) -> list[Met
     each found in some file); a key may appear in one file only."""
     data: dict[str, MetricData] = {}
     for name in paths:
-        for item in _read_file(Path(name), list(metrics)):
+        items = read_file(name, metrics)
+        for item in items if metrics else [d for d in items if d.metric in DEFAULT_METRICS]:
             if item.key in data:
                 raise ValueError(f"{item.key} appears in more than one data file; merge them")
             data[item.key] = item
@@ -72,12 +73,14 @@ def read_data(paths: tuple[str, ...], metrics: tuple[str, ...] = ()) -> list[Met
     return list(data.values())
 
 
-def _read_file(path: Path, metrics: list[str]) -> list[MetricData]:
+def read_file(path: str | Path, metrics: Sequence[str] = ()) -> list[MetricData]:
+    """The observations of a long-form table (.parquet, .csv) or a published .npz archive:
+    every (metric, device), or those whose metric or key is in `metrics`."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     if path.suffix == ".npz":
-        return load_published(path, metrics or ["perplexity", "latency", "energy", "memory",
-                                                "accuracy"])
+        return load_published(path, list(metrics) or None)
     if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"data file {str(path)!r} has suffix {path.suffix!r}; expected .npz, "
                          f".parquet or .csv")
@@ -86,9 +89,7 @@ def _read_file(path: Path, metrics: list[str]) -> list[MetricData]:
         items = from_table(table)
     except ValueError as err:
         raise ValueError(f"data file {path}: {err}") from None
-    if metrics:
-        return [d for d in items if d.metric in metrics or d.key in metrics]
-    return [d for d in items if d.metric in DEFAULT_METRICS]
+    return [d for d in items if d.metric in metrics or d.key in metrics] if metrics else items
 
 
 def surrogate_configs(config: FitConfig) -> dict[str, SurrogateConfig]:
@@ -146,5 +147,5 @@ def _spec_summary(surrogate: Any) -> dict[str, Any]:
     return row
 
 
-__all__ = ["DEFAULT_METRICS", "VALIDATION_NAME", "FitConfig", "read_data", "run",
+__all__ = ["DEFAULT_METRICS", "VALIDATION_NAME", "FitConfig", "read_data", "read_file", "run",
            "surrogate_configs"]
