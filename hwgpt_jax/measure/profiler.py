@@ -17,8 +17,8 @@ forward `dense_forward` on (batch, seq) token ids is jit-compiled once per shape
 - flops_xla: XLA's cost analysis of the compiled forward (`compiled.cost_analysis()["flops"]`)
   and flops_analytic: `costs.forward_flops` (2 FLOPs per multiply-accumulate of every matrix
   product). XLA also counts element-wise work (LayerNorm, GELU, softmax, RoPE, bias adds,
-  masking), so on CPU flops_xla is 0-3 % above the analytic count for these shapes (tested
-  within 15 %); other backends may fuse or count differently;
+  masking) and backends fuse or count differently, so the two differ slightly (tested within
+  15 %; measured ratios: docs/performance.md);
 - params: the exact number of scalars of the dense pytree (equal to `costs.param_count`);
 - memory (MB = 1e6 bytes): XLA's memory analysis of the compiled forward, argument + output +
   temp - alias bytes (`memory`), with the parts as `memory_argument`, `memory_output`,
