@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from hwgpt_jax.base.config import load_config, replace_config
 from hwgpt_jax.cli import CliError
 from hwgpt_jax.presets import resolve_preset
+
+if TYPE_CHECKING:
+    from hwgpt_jax.stages.search import SearchConfig
 
 # command-line option -> SearchConfig key, where they differ
 KEYS = {"algorithm": "algorithms", "population": "population_size",
@@ -76,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_search)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """The stage config: the preset (if any), then every option given on the command line."""
     from hwgpt_jax.stages.search import SearchConfig
 
