@@ -231,21 +231,29 @@ class Profiler:
             ("compile_time", 0, compile_seconds, "s",
              "" if compile_seconds else "cached executable"),
         ]
-        if memory is not None:
-            parts = {"argument": memory.argument_size_in_bytes,
-                     "output": memory.output_size_in_bytes, "temp": memory.temp_size_in_bytes}
-            total = sum(parts.values()) - memory.alias_size_in_bytes
-            rows.append(("memory", 0, total / MEGABYTE, "MB", "XLA argument+output+temp-alias"))
-            rows += [(f"memory_{k}", 0, v / MEGABYTE, "MB", "XLA memory analysis")
-                     for k, v in parts.items()]
-        stats = self.device.memory_stats() if self.device.platform != "cpu" else None
-        if stats and "peak_bytes_in_use" in stats:
-            rows.append(("memory_allocator_peak", 0, stats["peak_bytes_in_use"] / MEGABYTE,
-                         "MB", "allocator peak of the process so far (upper bound)"))
+        rows += memory_rows(memory, self.device)
         table = pd.DataFrame(rows, columns=["metric", "repeat", "value", "unit", "note"])
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         return table.assign(arch_id=arch_id, scale=space.scale, **self.metadata,
                             profiled_at=now)[_column_order(self.metadata)]
+
+
+def memory_rows(memory: Any, device: Any) -> list[tuple[str, int, float, str, str]]:
+    """The memory observations of one compiled forward: XLA's memory analysis (None where
+    the backend has none) and, off CPU, the allocator's peak."""
+    rows = []
+    if memory is not None:
+        parts = {"argument": memory.argument_size_in_bytes,
+                 "output": memory.output_size_in_bytes, "temp": memory.temp_size_in_bytes}
+        total = sum(parts.values()) - memory.alias_size_in_bytes
+        rows.append(("memory", 0, total / MEGABYTE, "MB", "XLA argument+output+temp-alias"))
+        rows += [(f"memory_{k}", 0, v / MEGABYTE, "MB", "XLA memory analysis")
+                 for k, v in parts.items()]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        rows.append(("memory_allocator_peak", 0, stats["peak_bytes_in_use"] / MEGABYTE,
+                     "MB", "allocator peak of the process so far (upper bound)"))
+    return rows
 
 
 def _column_order(metadata: dict[str, Any]) -> list[str]:
@@ -254,4 +262,4 @@ def _column_order(metadata: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["DTYPES", "MEGABYTE", "ProfileSettings", "Profiler", "check_config", "device_slug",
-           "host_cpu_model", "version_columns"]
+           "host_cpu_model", "memory_rows", "version_columns"]
