@@ -37,7 +37,6 @@ from hwgpt_jax.search import (
     run_compiled,
     strategy_names,
 )
-from hwgpt_jax.search.base import GeneLayout
 from hwgpt_jax.search.pareto import (
     hypervolume,
     non_dominated_mask,
@@ -45,6 +44,7 @@ from hwgpt_jax.search.pareto import (
     normalize_objectives,
 )
 from hwgpt_jax.space.arch import SPACES
+from hwgpt_jax.space.rules import canonical_genes
 
 GROUPS = {
     "baselines": ("random_search", "mo_regularized_evolution", "nsga2", "local_search"),
@@ -147,7 +147,7 @@ def tiny_problem() -> tuple[Problem, np.ndarray]:
     """The tiny space with random-MLP objectives, and every one of its archs' objectives."""
     space = SPACES["tiny"]
     genes = np.array(list(itertools.product(*[range(c) for c in space.gene_cardinality])))
-    genes = np.unique(np.asarray(GeneLayout.of(space).canonical(jnp.asarray(genes))), axis=0)
+    genes = np.unique(np.asarray(canonical_genes(space, genes)), axis=0)
     problem = Problem(space, random_mlp_objective(space, seed=0), 2)
     everything = np.asarray(problem.evaluate(jnp.asarray(genes, jnp.int32),
                                              jax.random.key(0))[0])

@@ -37,10 +37,8 @@ from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from flax import struct
 
 from hwgpt_jax.search.base import (
-    GeneLayout,
     SearchAlgorithm,
     duplicate_rows,
-    random_genes,
     total_violation,
 )
 from hwgpt_jax.search.pareto import nsga2_survival
@@ -52,6 +50,7 @@ from hwgpt_jax.search.shaping import (
     nsga2_scores,
 )
 from hwgpt_jax.space.arch import Arch, SearchSpace
+from hwgpt_jax.space.rules import canonical_genes, random_genes
 
 PREFIX = "evosax:"
 # Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
@@ -65,7 +64,7 @@ def unit_to_genes(unit: jax.Array, space: SearchSpace) -> jax.Array:
     cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
     index = jnp.floor(jnp.nan_to_num(unit, nan=0.0) * cardinality)
     index = jnp.clip(index, 0, cardinality - 1).astype(jnp.int32)
-    return GeneLayout.of(space).canonical(index)
+    return canonical_genes(space, index)
 
 
 def decode(unit: jax.Array, space: SearchSpace) -> Arch:
@@ -82,7 +81,7 @@ def index_to_genes(x: jax.Array, space: SearchSpace) -> jax.Array:
     """(..., G) reals holding choice indices -> canonical int32 genes (rounded, clipped)."""
     cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
     index = jnp.clip(jnp.round(jnp.nan_to_num(x, nan=0.0)), 0, cardinality - 1).astype(jnp.int32)
-    return GeneLayout.of(space).canonical(index)
+    return canonical_genes(space, index)
 
 
 @struct.dataclass

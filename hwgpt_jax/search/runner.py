@@ -21,6 +21,7 @@ import numpy as np
 
 from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
 from hwgpt_jax.search.pareto import hypervolume, non_dominated_mask, normalize_objectives
+from hwgpt_jax.space.rules import canonical_genes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,7 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
         batch, state = algorithm.ask(key_ask, state, params)
         values, margins = evaluate(batch, key_eval)
         state = algorithm.tell(key_tell, batch, values, margins, state, params)
-        genes.append(np.asarray(algorithm.layout.canonical(batch)))
+        genes.append(np.asarray(canonical_genes(algorithm.space, batch)))
         objectives.append(np.asarray(values))
         constraints.append(np.asarray(margins))
         if progress is not None:
@@ -170,7 +171,7 @@ def run_compiled(algorithm: SearchAlgorithm, problem: Problem, budget: int, key:
     params = algorithm.default_params if params is None else params
     _check_scan_memory(algorithm, problem, n_steps)
     state, (genes, objectives, constraints) = _scan(algorithm, problem, n_steps, key, params)
-    genes = algorithm.layout.canonical(genes)
+    genes = canonical_genes(algorithm.space, genes)
     flat = lambda x: np.asarray(x).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
     return state, SearchResult(
         genes=flat(genes), objectives=flat(objectives), constraints=flat(constraints),
