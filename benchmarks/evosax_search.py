@@ -29,20 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.search import (
-    Problem,
-    build_problem,
-    make_algorithm,
-    random_mlp_objective,
-    run_compiled,
-    strategy_names,
-)
+from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.objectives import build_problem, random_mlp_objective
 from hwgpt_jax.search.pareto import (
     hypervolume,
     non_dominated_mask,
     normalization_bounds,
     normalize_objectives,
 )
+from hwgpt_jax.search.registry import make_algorithm, strategy_names
+from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import SPACES
 from hwgpt_jax.space.rules import canonical_genes
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hwgpt_jax.search import build_problem, make_algorithm, pareto, run_compiled, run_search
+from hwgpt_jax.search import pareto
 from hwgpt_jax.search.base import (
     Problem,
     duplicate_rows,
@@ -21,8 +21,14 @@ from hwgpt_jax.search.base import (
     mutate_one,
     uniform_crossover,
 )
-from hwgpt_jax.search.objectives import parse_constraint, random_mlp_objective
-from hwgpt_jax.search.runner import hypervolume_curve, infeasibility_message
+from hwgpt_jax.search.objectives import build_problem, parse_constraint, random_mlp_objective
+from hwgpt_jax.search.registry import make_algorithm
+from hwgpt_jax.search.runner import (
+    hypervolume_curve,
+    infeasibility_message,
+    run_compiled,
+    run_search,
+)
 from hwgpt_jax.space.arch import get_space
 
 BUDGET = 2048

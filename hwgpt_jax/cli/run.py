@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     factory = RunConfig.micro if args.micro else RunConfig.fast if args.fast else RunConfig
     changes = {"scale": args.scale, "seed": args.seed}
     if args.algorithms:
-        from hwgpt_jax.search import ALGORITHMS
+        from hwgpt_jax.search.registry import ALGORITHMS
 
         names = tuple(ALGORITHMS) if args.algorithms == "all" else tuple(
             args.algorithms.split(","))

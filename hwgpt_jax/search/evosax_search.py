@@ -31,7 +31,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from evosax.algorithms import algorithms as EVOSAX_STRATEGIES  # noqa: N812
 from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from flax import struct
@@ -293,19 +292,6 @@ class EvosaxSearch(SearchAlgorithm):
                              archive_violation=all_violation[keep])
 
 
-def archive_front(state: State) -> tuple[np.ndarray, np.ndarray]:
-    """(genes, objectives) of the archive's feasible non-dominated members (NumPy)."""
-    from hwgpt_jax.search.pareto import non_dominated_mask
-
-    valid = np.asarray(state.archive_violation) <= 0
-    genes, objectives = np.asarray(state.archive_genes)[valid], np.asarray(
-        state.archive_objectives)[valid]
-    if not len(genes):
-        return genes, objectives
-    front = np.asarray(non_dominated_mask(jnp.asarray(objectives)))
-    return genes[front], objectives[front]
-
-
 def _member_fields(strategy_state: Any) -> tuple[str, str]:
     """The strategy-state fields holding its stored members and their fitness (PSO keeps
     personal bests apart from the current particles)."""
@@ -319,5 +305,5 @@ def _strong(tree: Any) -> Any:
     return jax.tree.map(lambda leaf: jnp.array(leaf, dtype=jnp.asarray(leaf).dtype), tree)
 
 
-__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "archive_front", "decode",
+__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "decode",
            "index_to_genes", "strategy_names", "unit_to_genes"]
