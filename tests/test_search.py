@@ -173,7 +173,7 @@ def test_equal_configurations_share_compiled_code(tiny):
     """Algorithms built with the same options are equal, so a second run (another study, or a
     rebuilt object) reuses the compiled ask/tell and the problem's compiled evaluate."""
     from hwgpt_jax.search.base import SearchAlgorithm
-    from hwgpt_jax.search.runner import _evaluate
+    from hwgpt_jax.search.runner import evaluate_genes
 
     space = tiny["space"]
     first = make_algorithm("nsga2", space, 2, population_size=32)
@@ -182,9 +182,9 @@ def test_equal_configurations_share_compiled_code(tiny):
     assert first != make_algorithm("nsga2", space, 2, population_size=64)
     assert first != make_algorithm("nsga2", space, 3, population_size=32)
     run_search(first, tiny["problem"], 64, jax.random.key(0))
-    sizes = SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()
+    sizes = SearchAlgorithm.ask._cache_size(), evaluate_genes._cache_size()
     run_search(second, tiny["problem"], 64, jax.random.key(1))
-    assert (SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()) == sizes
+    assert (SearchAlgorithm.ask._cache_size(), evaluate_genes._cache_size()) == sizes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ repository on its path; without torch it exits with a message.
     PYTHONPATH=. /path/to/python-with-torch benchmarks/peers/pytorch_reference.py --scale s --n 50
     PYTHONPATH=. /path/to/python-with-torch benchmarks/peers/pytorch_reference.py --train
     .venv/bin/python benchmarks/train_throughput.py --scales s > ours.jsonl
-    PYTHONPATH=. /path/to/torch-python benchmarks/peers/pytorch_reference.py --sandwich-from ours.jsonl
+    PYTHONPATH=. /path/to/torch-python benchmarks/peers/pytorch_reference.py \
+        --sandwich-from ours.jsonl
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
     """
     n_steps = check_budget(algorithm, budget)
     params = algorithm.default_params if params is None else params
-    evaluate = partial(_evaluate, problem)
+    evaluate = partial(evaluate_genes, problem)
     key, key_init = jax.random.split(key)
     state = algorithm.init(key_init, params)
     genes, objectives, constraints = [], [], []
@@ -100,8 +100,9 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
 
 
 @partial(jax.jit, static_argnames=("problem",))
-def _evaluate(problem: Problem, genes: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """`problem.evaluate`, compiled once per problem (not once per run)."""
+def evaluate_genes(problem: Problem, genes: jax.Array, key: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+    """`problem.evaluate`, compiled once per problem (not once per run): (objectives, margins)."""
     return problem.evaluate(genes, key)
 
 
