@@ -44,9 +44,8 @@ from hwgpt_jax.surrogates.model import (
 )
 from hwgpt_jax.surrogates.packaged import load_packaged
 
-# Rows per MLP pass. The whole batch at once streams every (N, 128) activation through
-# memory; chunks of 2048 rows keep them in cache (about 2x less CPU time at N = 10^5,
-# identical values).
+# Rows per MLP pass: the whole batch at once streams every (N, 128) activation through
+# memory, chunks keep them in cache (identical values; the gain: docs/performance.md).
 QUERY_CHUNK = 2048
 
 
@@ -241,7 +240,7 @@ class Benchmark:
 
         def objectives(arch: Arch, key: jax.Array) -> jax.Array:
             # Under the caller's jit the closed-over weights become HLO constants, for which
-            # XLA:CPU picks slower dots (15-20% more CPU time); the barrier keeps them operands.
+            # XLA:CPU picks slower dots; the barrier keeps them operands.
             weights = jax.lax.optimization_barrier(states)
             values = _predict_all(specs, weights, space, arch, mode, key, 0.9)
             return jnp.stack(values, axis=-1)
