@@ -190,7 +190,9 @@ def check_pmap(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_query_search(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.search import NSGA2, build_problem, run_compiled
+    from hwgpt_jax.search.nsga2 import NSGA2
+    from hwgpt_jax.search.objectives import build_problem
+    from hwgpt_jax.search.runner import run_compiled
     from hwgpt_jax.surrogates.benchmark import Benchmark  # heavy imports, only for this check
 
     bench = Benchmark.published("s")  # the published surrogates exist for s, m and l

@@ -29,22 +29,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hwgpt_jax.search import (
-    Problem,
-    build_problem,
-    make_algorithm,
-    random_mlp_objective,
-    run_compiled,
-    strategy_names,
-)
-from hwgpt_jax.search.base import GeneLayout
+from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.objectives import build_problem, random_mlp_objective
 from hwgpt_jax.search.pareto import (
     hypervolume,
     non_dominated_mask,
     normalization_bounds,
     normalize_objectives,
 )
+from hwgpt_jax.search.registry import make_algorithm, strategy_names
+from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import SPACES
+from hwgpt_jax.space.rules import canonical_genes
 
 GROUPS = {
     "baselines": ("random_search", "mo_regularized_evolution", "nsga2", "local_search"),
@@ -147,7 +143,7 @@ def tiny_problem() -> tuple[Problem, np.ndarray]:
     """The tiny space with random-MLP objectives, and every one of its archs' objectives."""
     space = SPACES["tiny"]
     genes = np.array(list(itertools.product(*[range(c) for c in space.gene_cardinality])))
-    genes = np.unique(np.asarray(GeneLayout.of(space).canonical(jnp.asarray(genes))), axis=0)
+    genes = np.unique(np.asarray(canonical_genes(space, genes)), axis=0)
     problem = Problem(space, random_mlp_objective(space, seed=0), 2)
     everything = np.asarray(problem.evaluate(jnp.asarray(genes, jnp.int32),
                                              jax.random.key(0))[0])

@@ -19,7 +19,9 @@ import time
 
 import jax
 
-from hwgpt_jax.search import build_problem, make_algorithm, run_compiled
+from hwgpt_jax.search.objectives import build_problem
+from hwgpt_jax.search.registry import make_algorithm
+from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.surrogates.benchmark import Benchmark
 
 

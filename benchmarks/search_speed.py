@@ -31,8 +31,11 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
 from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.search import NSGA2, Problem, random_mlp_objective, run_compiled
+from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.nsga2 import NSGA2
+from hwgpt_jax.search.objectives import random_mlp_objective
 from hwgpt_jax.search.pareto import hypervolume, non_dominated_mask, normalize_objectives
+from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import get_space
 
 

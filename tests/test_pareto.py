@@ -58,9 +58,9 @@ def test_crowding_distance_equals_numpy_reference(n_objectives):
     np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-5)
 
 
-def test_nsga2_select_takes_best_fronts_then_least_crowded():
+def test_nsga2_survival_takes_best_fronts_then_least_crowded():
     points = np.random.default_rng(6).random((300, 2)).astype(np.float32)
-    chosen = np.asarray(pareto.nsga2_select(points, 100))
+    chosen = np.asarray(pareto.nsga2_survival(points, 100)[0])
     ranks = reference_ranks(points)
     crowd = reference_crowding(points.astype(np.float64), ranks)
     want = np.lexsort((np.arange(300), -crowd, ranks))[:100]
@@ -76,7 +76,7 @@ def test_ranks_and_selection_are_jittable():
     points = jax.random.uniform(jax.random.key(0), (64, 2))
     ranks = jax.jit(pareto.pareto_ranks, static_argnames="n_keep")(points, n_keep=32)
     np.testing.assert_array_equal(np.asarray(ranks), np.asarray(pareto.pareto_ranks(points, 32)))
-    chosen = jax.jit(pareto.nsga2_select, static_argnums=1)(points, 32)
+    chosen, _, _ = jax.jit(pareto.nsga2_survival, static_argnums=1)(points, 32)
     assert chosen.shape == (32,)
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hwgpt_jax.search import build_problem, make_algorithm, pareto, run_compiled, run_search
+from hwgpt_jax.search import pareto
 from hwgpt_jax.search.base import (
     Problem,
     duplicate_rows,
@@ -21,8 +21,14 @@ from hwgpt_jax.search.base import (
     mutate_one,
     uniform_crossover,
 )
-from hwgpt_jax.search.objectives import parse_constraint, random_mlp_objective
-from hwgpt_jax.search.runner import hypervolume_curve, infeasibility_message
+from hwgpt_jax.search.objectives import build_problem, parse_constraint, random_mlp_objective
+from hwgpt_jax.search.registry import make_algorithm
+from hwgpt_jax.search.runner import (
+    hypervolume_curve,
+    infeasibility_message,
+    run_compiled,
+    run_search,
+)
 from hwgpt_jax.space.arch import get_space
 
 BUDGET = 2048
@@ -167,7 +173,7 @@ def test_equal_configurations_share_compiled_code(tiny):
     """Algorithms built with the same options are equal, so a second run (another study, or a
     rebuilt object) reuses the compiled ask/tell and the problem's compiled evaluate."""
     from hwgpt_jax.search.base import SearchAlgorithm
-    from hwgpt_jax.search.runner import _evaluate
+    from hwgpt_jax.search.runner import evaluate_genes
 
     space = tiny["space"]
     first = make_algorithm("nsga2", space, 2, population_size=32)
@@ -176,9 +182,9 @@ def test_equal_configurations_share_compiled_code(tiny):
     assert first != make_algorithm("nsga2", space, 2, population_size=64)
     assert first != make_algorithm("nsga2", space, 3, population_size=32)
     run_search(first, tiny["problem"], 64, jax.random.key(0))
-    sizes = SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()
+    sizes = SearchAlgorithm.ask._cache_size(), evaluate_genes._cache_size()
     run_search(second, tiny["problem"], 64, jax.random.key(1))
-    assert (SearchAlgorithm.ask._cache_size(), _evaluate._cache_size()) == sizes
+    assert (SearchAlgorithm.ask._cache_size(), evaluate_genes._cache_size()) == sizes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import pytest
 from scipy.stats import norm
 
 from hwgpt_jax.search import gp as gaussian_process
-from hwgpt_jax.search import make_algorithm, pareto, run_compiled
+from hwgpt_jax.search import pareto
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.objectives import random_mlp_objective
+from hwgpt_jax.search.registry import make_algorithm
 from hwgpt_jax.search.rsbo import chebyshev
-from hwgpt_jax.search.runner import hypervolume_curve
+from hwgpt_jax.search.runner import hypervolume_curve, run_compiled
 from hwgpt_jax.space.arch import get_space
 
 BUDGET = 64

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hwgpt_jax.cli import main
-from hwgpt_jax.search import build_problem
+from hwgpt_jax.search.objectives import build_problem
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.space.costs import forward_flops, param_count
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from hwgpt_jax.cli import main
-from hwgpt_jax.search import Problem, make_algorithm, run_compiled
+from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.evosax_search import decode, unit_to_genes
 from hwgpt_jax.search.objectives import analytic_metric, random_mlp_objective
 from hwgpt_jax.search.pareto import hypervolume, normalization_bounds, normalize_objectives
+from hwgpt_jax.search.registry import make_algorithm
+from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.stages.search import Experiment, summary
 from hwgpt_jax.stages.search import SearchConfig as ExperimentConfig

@@ -1,68 +1,12 @@
-"""Multi-objective architecture search: ask/tell algorithms, a registry by name, a runner.
+"""Multi-objective architecture search: ask/tell algorithms (one per module), the registry by
+name (`registry.py`), problems (`objectives.py`), the runner (`runner.py`), Pareto ranking and
+hypervolume. Import from the modules; this package file imports nothing, so importing
+`hwgpt_jax.search.pareto` does not import every algorithm.
 
-    from hwgpt_jax.search import make_algorithm, build_problem, run_search
+    from hwgpt_jax.search.objectives import build_problem
+    from hwgpt_jax.search.registry import make_algorithm
+    from hwgpt_jax.search.runner import run_search
     problem = build_problem(space, ["params", "flops"])
     algorithm = make_algorithm("nsga2", space, problem.n_objectives, population_size=256)
     result = run_search(algorithm, problem, budget=2560, key=jax.random.key(0))
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
-from hwgpt_jax.search.ehvi import EHVI
-from hwgpt_jax.search.evosax_search import PREFIX as EVOSAX_PREFIX
-from hwgpt_jax.search.evosax_search import EvosaxSearch, strategy_names
-from hwgpt_jax.search.local_search import LocalSearch
-from hwgpt_jax.search.lsbo import LSBO
-from hwgpt_jax.search.mo_regularized_evolution import MORegularizedEvolution
-from hwgpt_jax.search.nsga2 import NSGA2
-from hwgpt_jax.search.objectives import build_problem, parse_constraint, random_mlp_objective
-from hwgpt_jax.search.random_search import RandomSearch
-from hwgpt_jax.search.rsbo import RSBO
-from hwgpt_jax.search.runner import SearchResult, run_compiled, run_search
-from hwgpt_jax.space.arch import SearchSpace
-
-ALGORITHMS: dict[str, type[SearchAlgorithm]] = {
-    cls.name: cls
-    for cls in (RandomSearch, MORegularizedEvolution, NSGA2, LocalSearch, RSBO, LSBO, EHVI)
-}
-POPULATION_BASED = ("random_search", "mo_regularized_evolution", "nsga2", "local_search")
-MODEL_BASED = ("rsbo", "lsbo", "ehvi")  # GP on a fixed-capacity archive: `max_evaluations`
-
-
-
-
-def check_algorithm_name(name: str) -> None:
-    """Raise a one-line ValueError unless `name` is registered or `evosax:<Strategy>`."""
-    if name.startswith(EVOSAX_PREFIX):
-        if name not in strategy_names():
-            raise ValueError(f"unknown evosax strategy {name!r}; expected one of "
-                             f"{strategy_names()}")
-    elif name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; expected one of {sorted(ALGORITHMS)} "
-                         f"or '{EVOSAX_PREFIX}<Strategy>' (any evosax strategy)")
-
-
-def make_algorithm(name: str, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
-                   **config: Any) -> SearchAlgorithm:
-    """Build a registered algorithm by name; `config` are its constructor options.
-
-    `evosax:<Strategy>` (e.g. `evosax:CMA_ES`) wraps that evosax strategy as a multi-objective
-    search (`EvosaxSearch`; options `shaping`, `population_size`, `archive_size`).
-    """
-    check_algorithm_name(name)
-    if name.startswith(EVOSAX_PREFIX):
-        return EvosaxSearch(space, n_objectives, n_constraints,
-                            strategy=name[len(EVOSAX_PREFIX):], **config)
-    return ALGORITHMS[name](space, n_objectives, n_constraints, **config)
-
-
-__all__ = [
-    "ALGORITHMS", "EHVI", "EVOSAX_PREFIX", "EvosaxSearch", "check_algorithm_name", "strategy_names",
-    "LSBO", "MODEL_BASED", "NSGA2", "POPULATION_BASED", "RSBO",
-    "LocalSearch", "MORegularizedEvolution", "Problem", "RandomSearch", "SearchAlgorithm",
-    "SearchResult", "build_problem", "make_algorithm", "parse_constraint",
-    "random_mlp_objective", "run_compiled", "run_search", "total_violation",
-]

@@ -82,7 +82,6 @@ class SearchAlgorithm:
     def __init__(self, space: SearchSpace, n_objectives: int, n_constraints: int = 0):
         self.space = space
         self.cardinality = tuple(int(c) for c in np.asarray(space.gene_cardinality))
-        self.layout = GeneLayout.of(space)
         if n_objectives < 1:
             raise ValueError(f"n_objectives must be >= 1; got {n_objectives}")
         self.n_genes = len(self.cardinality)
@@ -134,12 +133,6 @@ class SearchAlgorithm:
 # Gene operators
 
 
-def random_genes(key: jax.Array, cardinality: tuple[int, ...], n: int) -> jax.Array:
-    """(n, G) int32 genes, each uniform over its choices."""
-    uniform = jax.random.uniform(key, (n, len(cardinality)))
-    return jnp.floor(uniform * jnp.asarray(cardinality)).astype(jnp.int32)
-
-
 def mutate(key: jax.Array, genes: jax.Array, cardinality: tuple[int, ...],
            rate: float | jax.Array) -> jax.Array:
     """Resample each gene with probability `rate` to a *different* choice (if it has one).
@@ -176,28 +169,6 @@ def uniform_crossover(key: jax.Array, first: jax.Array, second: jax.Array,
     keys = jax.random.split(key, first.shape[0])
     child = jax.vmap(evosax_crossover, in_axes=(0, 0, 0, None))(keys, first, second, rate)
     return child.astype(jnp.int32)
-
-
-@dataclasses.dataclass(frozen=True)
-class GeneLayout:
-    """Which per-layer genes are active for each depth choice.
-
-    `canonical` zeroes the per-layer genes past the chosen depth (the `SearchSpace.genes`
-    layout), so equal architectures have equal gene rows.
-    """
-
-    n_layers: tuple[int, ...]
-    max_layers: int
-
-    @classmethod
-    def of(cls, space: SearchSpace) -> GeneLayout:
-        return cls(tuple(space.n_layers), space.max_layers)
-
-    def canonical(self, genes: jax.Array) -> jax.Array:
-        depth = jnp.asarray(self.n_layers)[genes[..., 1]]
-        active = jnp.arange(self.max_layers) < depth[..., None]
-        ones = jnp.ones(genes.shape[:-1] + (3,), bool)
-        return jnp.where(jnp.concatenate([ones, active, active], axis=-1), genes, 0)
 
 
 def contains_rows(rows: jax.Array, table: jax.Array, valid: jax.Array | None = None) -> jax.Array:

@@ -23,11 +23,11 @@ from hwgpt_jax.search.base import (
     SearchAlgorithm,
     contains_rows,
     mutate_one,
-    random_genes,
     total_violation,
 )
 from hwgpt_jax.search.pareto import pareto_ranks
 from hwgpt_jax.space.arch import SearchSpace
+from hwgpt_jax.space.rules import canonical_genes, random_genes
 
 
 @struct.dataclass
@@ -95,7 +95,7 @@ class BayesianOptimization(SearchAlgorithm):
     def _tell(self, key, genes, objectives, constraints, state, params):
         rows = state.count + jnp.arange(genes.shape[0])  # past capacity: dropped
         return state.replace(
-            genes=state.genes.at[rows].set(self.layout.canonical(genes), mode="drop"),
+            genes=state.genes.at[rows].set(canonical_genes(self.space, genes), mode="drop"),
             objectives=state.objectives.at[rows].set(objectives.astype(jnp.float32),
                                                      mode="drop"),
             constraints=state.constraints.at[rows].set(constraints.astype(jnp.float32),
@@ -152,7 +152,7 @@ class BayesianOptimization(SearchAlgorithm):
                                          shape=(self.n_candidates - half,))
         neighbours = mutate_one(key_move, state.genes[parents], self.cardinality)
         uniform = random_genes(key_random, self.cardinality, half)
-        return self.layout.canonical(jnp.concatenate([uniform, neighbours]))
+        return canonical_genes(self.space, jnp.concatenate([uniform, neighbours]))
 
     def _select(self, key, model: Model, params) -> jax.Array:
         raise NotImplementedError

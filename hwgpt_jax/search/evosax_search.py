@@ -31,16 +31,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from evosax.algorithms import algorithms as EVOSAX_STRATEGIES  # noqa: N812
 from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from flax import struct
 
 from hwgpt_jax.search.base import (
-    GeneLayout,
     SearchAlgorithm,
     duplicate_rows,
-    random_genes,
     total_violation,
 )
 from hwgpt_jax.search.pareto import nsga2_survival
@@ -52,6 +49,7 @@ from hwgpt_jax.search.shaping import (
     nsga2_scores,
 )
 from hwgpt_jax.space.arch import Arch, SearchSpace
+from hwgpt_jax.space.rules import canonical_genes, random_genes
 
 PREFIX = "evosax:"
 # Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
@@ -65,7 +63,7 @@ def unit_to_genes(unit: jax.Array, space: SearchSpace) -> jax.Array:
     cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
     index = jnp.floor(jnp.nan_to_num(unit, nan=0.0) * cardinality)
     index = jnp.clip(index, 0, cardinality - 1).astype(jnp.int32)
-    return GeneLayout.of(space).canonical(index)
+    return canonical_genes(space, index)
 
 
 def decode(unit: jax.Array, space: SearchSpace) -> Arch:
@@ -82,7 +80,7 @@ def index_to_genes(x: jax.Array, space: SearchSpace) -> jax.Array:
     """(..., G) reals holding choice indices -> canonical int32 genes (rounded, clipped)."""
     cardinality = jnp.asarray(space.gene_cardinality, jnp.int32)
     index = jnp.clip(jnp.round(jnp.nan_to_num(x, nan=0.0)), 0, cardinality - 1).astype(jnp.int32)
-    return GeneLayout.of(space).canonical(index)
+    return canonical_genes(space, index)
 
 
 @struct.dataclass
@@ -294,19 +292,6 @@ class EvosaxSearch(SearchAlgorithm):
                              archive_violation=all_violation[keep])
 
 
-def archive_front(state: State) -> tuple[np.ndarray, np.ndarray]:
-    """(genes, objectives) of the archive's feasible non-dominated members (NumPy)."""
-    from hwgpt_jax.search.pareto import non_dominated_mask
-
-    valid = np.asarray(state.archive_violation) <= 0
-    genes, objectives = np.asarray(state.archive_genes)[valid], np.asarray(
-        state.archive_objectives)[valid]
-    if not len(genes):
-        return genes, objectives
-    front = np.asarray(non_dominated_mask(jnp.asarray(objectives)))
-    return genes[front], objectives[front]
-
-
 def _member_fields(strategy_state: Any) -> tuple[str, str]:
     """The strategy-state fields holding its stored members and their fitness (PSO keeps
     personal bests apart from the current particles)."""
@@ -320,5 +305,5 @@ def _strong(tree: Any) -> Any:
     return jax.tree.map(lambda leaf: jnp.array(leaf, dtype=jnp.asarray(leaf).dtype), tree)
 
 
-__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "archive_front", "decode",
+__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "decode",
            "index_to_genes", "strategy_names", "unit_to_genes"]

@@ -6,10 +6,10 @@ exclusive improvement of candidates over a front in JAX (for EHVI). All objectiv
   complexity of computing the hypervolume indicator", IEEE TEVC 2009 (HV3D of Fonseca,
   Paquete & Lopez-Ibanez, CEC 2006): points in increasing z, a 2-D staircase of the points
   seen so far kept sorted by x, and each point's exclusive area on arrival; O(n log n) search
-  and each point removed from the staircase at most once. The loop is Python (about 0.5 us a
-  point, about 2x moocore's C on a 1,000-point front); everything around it is vectorized: a
-  cheap pre-filter drops points that one of a few pivot points dominates, and the volume is
-  one dot product of each point's exclusive area with its height ref_z - z.
+  and each point removed from the staircase at most once. The loop is Python (its speed against
+  moocore: docs/performance.md); everything around it is vectorized: a cheap pre-filter drops
+  points that one of a few pivot points dominates, and the volume is one dot product of each
+  point's exclusive area with its height ref_z - z.
 - 4+ objectives: Monte-Carlo sampling with its standard error (Bader & Zitzler, "HypE",
   Evolutionary Computation 2011).
 - Improvement (2-D/3-D, JAX): a sum over the cells of the front's coordinate grid.

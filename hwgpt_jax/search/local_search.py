@@ -19,11 +19,11 @@ from hwgpt_jax.search.base import (
     SearchAlgorithm,
     contains_rows,
     mutate_one,
-    random_genes,
     total_violation,
 )
 from hwgpt_jax.search.pareto import nsga2_survival
 from hwgpt_jax.space.arch import SearchSpace
+from hwgpt_jax.space.rules import canonical_genes, random_genes
 
 
 @struct.dataclass
@@ -77,7 +77,7 @@ class LocalSearch(SearchAlgorithm):
         logits = jnp.where(on_front, 0.0, -jnp.inf)
         n_draws = self.n_tries * self.batch_size
         parents = jax.random.categorical(key_parent, logits, shape=(n_draws,))
-        candidates = self.layout.canonical(
+        candidates = canonical_genes(self.space,
             mutate_one(key_move, state.genes[parents], self.cardinality))
         # Prefer neighbours not yet in the archive; fall back to the first try per slot.
         tries = candidates.reshape(self.n_tries, self.batch_size, self.n_genes)
@@ -88,7 +88,7 @@ class LocalSearch(SearchAlgorithm):
         return jnp.where(jnp.any(on_front), neighbours, start), state
 
     def _tell(self, key, genes, objectives, constraints, state, params):
-        genes = self.layout.canonical(genes)
+        genes = canonical_genes(self.space, genes)
         violation = total_violation(constraints)
         # A re-evaluated architecture already in the archive is dropped (no duplicates).
         seen = contains_rows(genes, state.genes, jnp.isfinite(state.violation))

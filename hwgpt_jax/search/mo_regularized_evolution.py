@@ -25,9 +25,10 @@ from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from evosax.algorithms.population_based.base import State as BaseState
 from flax import struct
 
-from hwgpt_jax.search.base import mutate_one, random_genes
+from hwgpt_jax.search.base import mutate_one
 from hwgpt_jax.search.evosax_search import EvosaxSearch
 from hwgpt_jax.space.arch import SearchSpace
+from hwgpt_jax.space.rules import random_genes
 
 
 @struct.dataclass

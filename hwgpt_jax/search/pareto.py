@@ -300,14 +300,6 @@ def nsga2_survival(
     return jnp.nonzero(chosen, size=n_survivors)[0].astype(jnp.int32), ranks, crowding
 
 
-def nsga2_select(
-    objectives: jax.Array, n_survivors: int, violation: jax.Array | None = None
-) -> jax.Array:
-    """Indices (n_survivors,) of the NSGA-II survivors, in increasing order (see
-    `nsga2_survival`)."""
-    return nsga2_survival(objectives, n_survivors, violation)[0]
-
-
 # ---------------------------------------------------------------------------------------------
 # Normalization
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import jax
 from flax import struct
 
-from hwgpt_jax.search.base import SearchAlgorithm, random_genes
+from hwgpt_jax.search.base import SearchAlgorithm
 from hwgpt_jax.space.arch import SearchSpace
+from hwgpt_jax.space.rules import random_genes
 
 
 @struct.dataclass

@@ -21,6 +21,7 @@ import numpy as np
 
 from hwgpt_jax.search.base import Problem, SearchAlgorithm, total_violation
 from hwgpt_jax.search.pareto import hypervolume, non_dominated_mask, normalize_objectives
+from hwgpt_jax.space.rules import canonical_genes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
     """
     n_steps = check_budget(algorithm, budget)
     params = algorithm.default_params if params is None else params
-    evaluate = partial(_evaluate, problem)
+    evaluate = partial(evaluate_genes, problem)
     key, key_init = jax.random.split(key)
     state = algorithm.init(key_init, params)
     genes, objectives, constraints = [], [], []
@@ -86,7 +87,7 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
         batch, state = algorithm.ask(key_ask, state, params)
         values, margins = evaluate(batch, key_eval)
         state = algorithm.tell(key_tell, batch, values, margins, state, params)
-        genes.append(np.asarray(algorithm.layout.canonical(batch)))
+        genes.append(np.asarray(canonical_genes(algorithm.space, batch)))
         objectives.append(np.asarray(values))
         constraints.append(np.asarray(margins))
         if progress is not None:
@@ -99,8 +100,9 @@ def run_search(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: j
 
 
 @partial(jax.jit, static_argnames=("problem",))
-def _evaluate(problem: Problem, genes: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """`problem.evaluate`, compiled once per problem (not once per run)."""
+def evaluate_genes(problem: Problem, genes: jax.Array, key: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+    """`problem.evaluate`, compiled once per problem (not once per run): (objectives, margins)."""
     return problem.evaluate(genes, key)
 
 
@@ -170,7 +172,7 @@ def run_compiled(algorithm: SearchAlgorithm, problem: Problem, budget: int, key:
     params = algorithm.default_params if params is None else params
     _check_scan_memory(algorithm, problem, n_steps)
     state, (genes, objectives, constraints) = _scan(algorithm, problem, n_steps, key, params)
-    genes = algorithm.layout.canonical(genes)
+    genes = canonical_genes(algorithm.space, genes)
     flat = lambda x: np.asarray(x).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
     return state, SearchResult(
         genes=flat(genes), objectives=flat(objectives), constraints=flat(constraints),

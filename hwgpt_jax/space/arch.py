@@ -18,8 +18,9 @@ from functools import cached_property, partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from hwgpt_jax.space import rules
 
 SCALES = ("tiny", "s", "m", "l")
 ARCH_FIELDS = ("embed_dim", "n_layer", "n_head", "mlp_ratio", "bias")
@@ -120,7 +121,7 @@ class SearchSpace:
     # ----------------------------------------------------------------- named archs
     def _uniform(self, index: int, bias: bool) -> Arch:
         depth = self.n_layers[index]
-        active = np.arange(self.max_layers) < depth
+        active = rules.active_layers(np.int32(depth), self.max_layers)
         return Arch(
             embed_dim=np.int32(self.embed_dims[index]),
             n_layer=np.int32(depth),
@@ -147,36 +148,12 @@ class SearchSpace:
 
         Per-layer genes past `n_layer` are 0. Invalid values raise `ValueError`.
         """
-        arch = self.validate(arch)
-        return np.concatenate(
-            [
-                np.searchsorted(self.embed_dims, arch.embed_dim)[..., None],
-                np.searchsorted(self.n_layers, arch.n_layer)[..., None],
-                arch.bias.astype(np.int64)[..., None],
-                np.searchsorted(self.n_heads, arch.n_head),
-                np.searchsorted(self.mlp_ratios, arch.mlp_ratio),
-            ],
-            axis=-1,
-        ).astype(np.int32) * self._gene_mask(arch.n_layer)
+        return rules.arch_genes(self, self.validate(arch))
 
-    def _gene_mask(self, n_layer: np.ndarray) -> np.ndarray:
-        active = np.arange(self.max_layers) < np.asarray(n_layer)[..., None]
-        ones = np.ones(np.shape(n_layer) + (3,), bool)
-        return np.concatenate([ones, active, active], axis=-1)
-
-    def from_genes(self, genes: jax.Array) -> Arch:
-        """Inverse of `genes` (jit-able): genes past the chosen depth are ignored."""
-        lmax = self.max_layers
-        pick = lambda choices, idx: jnp.asarray(choices, jnp.int32)[idx]  # noqa: E731
-        n_layer = pick(self.n_layers, genes[..., 1])
-        active = jnp.arange(lmax) < n_layer[..., None]
-        return Arch(
-            embed_dim=pick(self.embed_dims, genes[..., 0]),
-            n_layer=n_layer,
-            n_head=jnp.where(active, pick(self.n_heads, genes[..., 3 : 3 + lmax]), 0),
-            mlp_ratio=jnp.where(active, pick(self.mlp_ratios, genes[..., 3 + lmax :]), 0),
-            bias=genes[..., 2] == 1,
-        )
+    def from_genes(self, genes: Any) -> Arch:
+        """Inverse of `genes` (jit-able; NumPy in, NumPy out): genes past the chosen depth are
+        ignored."""
+        return Arch(**rules.genes_fields(self, genes))
 
     # ----------------------------------------------------------------- sampling
     def sample(self, key: jax.Array, n: int) -> Arch:
@@ -220,23 +197,19 @@ class SearchSpace:
                 raise ValueError(
                     f"{name} has shape {got}, expected {shape + (lmax,)} "
                     f"(Lmax={lmax} for the {self.scale} space)")
-        self._check_in("embed_dim", arch.embed_dim, self.embed_dims)
-        self._check_in("n_layer", arch.n_layer, self.n_layers)
-        active = np.arange(lmax) < arch.n_layer[..., None]
-        for name, values in (("n_head", self.n_heads), ("mlp_ratio", self.mlp_ratios)):
-            field = getattr(arch, name)
-            self._check_in(name, field[active], values)
-            padding = field[~active]
-            if np.any(padding != 0):
-                raise ValueError(f"{name} has value {padding[padding != 0][0]} past n_layer; "
+        bad = rules.invalid_entries(self, arch)
+        active = rules.active_layers(arch.n_layer, lmax)
+        for name, allowed in (("embed_dim", self.embed_dims), ("n_layer", self.n_layers),
+                              ("n_head", self.n_heads), ("mlp_ratio", self.mlp_ratios)):
+            values, wrong = np.asarray(getattr(arch, name)), bad[name]
+            padding = wrong & ~active if name in ("n_head", "mlp_ratio") else np.False_
+            if np.any(wrong & ~padding):
+                raise ValueError(f"{name}={values[wrong & ~padding].flat[0]} is not in the "
+                                 f"{self.scale} space; allowed choices: {list(allowed)}")
+            if np.any(padding):
+                raise ValueError(f"{name} has value {values[padding][0]} past n_layer; "
                                  f"padding must be 0")
         return arch
-
-    def _check_in(self, name: str, values: np.ndarray, allowed: Sequence[int]) -> None:
-        bad = ~np.isin(values, allowed)
-        if np.any(bad):
-            raise ValueError(f"{name}={np.asarray(values)[bad].flat[0]} is not in the "
-                             f"{self.scale} space; allowed choices: {list(allowed)}")
 
     # ----------------------------------------------------------------- conversions
     def arch_ids(self, arch: Arch) -> list[str]:
@@ -367,14 +340,6 @@ class SearchSpace:
         )
         return self.validate(arch)
 
-    def to_published(self, arch: Arch) -> dict[str, np.ndarray]:
-        """The published array layout (`-1` padding)."""
-        arch = self.validate(arch)
-        active = np.arange(self.max_layers) < arch.n_layer[..., None]
-        return {"embed_dim": arch.embed_dim, "n_layer": arch.n_layer,
-                "n_head": np.where(active, arch.n_head, -1),
-                "mlp_ratio": np.where(active, arch.mlp_ratio, -1), "bias": arch.bias}
-
     def to_json(self, arch: Arch) -> str:
         return json.dumps({"scale": self.scale, "archs": self.to_records(arch)})
 
@@ -418,12 +383,7 @@ def _parse_bool(value: Any, where: str = "bias", strings: bool = False) -> bool:
 
 @partial(jax.jit, static_argnames=("space", "n"))
 def _sample(key: jax.Array, space: SearchSpace, n: int) -> Arch:
-    # floor(u * k) of a float32 uniform (2**23 equally likely values) is uniform over k choices
-    # up to a relative bias below 1e-6, at half the cost of `randint` (which draws twice the
-    # random bits to be unbiased); sampling speed matters for populations of millions.
-    high = jnp.asarray(space.gene_cardinality, jnp.float32)
-    uniform = jax.random.uniform(key, (n, high.shape[0]))
-    return space.from_genes(jnp.floor(uniform * high).astype(jnp.int32))
+    return space.from_genes(rules.random_genes(key, space.gene_cardinality, n))
 
 
 SPACES: dict[str, SearchSpace] = {

@@ -27,13 +27,6 @@ import pandas as pd
 
 from hwgpt_jax.base.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.base.metadata import provenance
-from hwgpt_jax.search import (
-    ALGORITHMS,
-    EVOSAX_PREFIX,
-    MODEL_BASED,
-    check_algorithm_name,
-    make_algorithm,
-)
 from hwgpt_jax.search.base import Problem
 from hwgpt_jax.search.objectives import (
     SUPERNET_METRIC,
@@ -42,6 +35,13 @@ from hwgpt_jax.search.objectives import (
     supernet_perplexity,
 )
 from hwgpt_jax.search.pareto import non_dominated_mask, normalization_bounds
+from hwgpt_jax.search.registry import (
+    ALGORITHMS,
+    EVOSAX_PREFIX,
+    MODEL_BASED,
+    check_algorithm_name,
+    make_algorithm,
+)
 from hwgpt_jax.search.runner import (
     SearchResult,
     hypervolume_curve,

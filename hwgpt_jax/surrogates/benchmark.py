@@ -31,6 +31,7 @@ import pandas as pd
 
 from hwgpt_jax.space.arch import Arch, SearchSpace, get_space
 from hwgpt_jax.space.encoding import encode
+from hwgpt_jax.space.rules import is_valid
 from hwgpt_jax.surrogates.data import MetricData, metric_key, split_key
 from hwgpt_jax.surrogates.fit import QUALITY_METRICS, SurrogateConfig, default_config, fit_surrogate
 from hwgpt_jax.surrogates.io import load_benchmark, save_benchmark
@@ -43,9 +44,8 @@ from hwgpt_jax.surrogates.model import (
 )
 from hwgpt_jax.surrogates.packaged import load_packaged
 
-# Rows per MLP pass. The whole batch at once streams every (N, 128) activation through
-# memory; chunks of 2048 rows keep them in cache (about 2x less CPU time at N = 10^5,
-# identical values).
+# Rows per MLP pass: the whole batch at once streams every (N, 128) activation through
+# memory, chunks keep them in cache (identical values; the gain: docs/performance.md).
 QUERY_CHUNK = 2048
 
 
@@ -240,7 +240,7 @@ class Benchmark:
 
         def objectives(arch: Arch, key: jax.Array) -> jax.Array:
             # Under the caller's jit the closed-over weights become HLO constants, for which
-            # XLA:CPU picks slower dots (15-20% more CPU time); the barrier keeps them operands.
+            # XLA:CPU picks slower dots; the barrier keeps them operands.
             weights = jax.lax.optimization_barrier(states)
             values = _predict_all(specs, weights, space, arch, mode, key, 0.9)
             return jnp.stack(values, axis=-1)
@@ -248,14 +248,6 @@ class Benchmark:
         return objectives
 
     # ------------------------------------------------------------------ ground truth
-    def lookup(self, archs: Arch, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """Measured observations (N, R) of `key` and a found mask (N,); NaN rows if absent."""
-        key = self.resolve([key])[0]
-        if key not in self.tables:
-            raise ValueError(f"no measured table for {key}; tables exist for {list(self.tables)}")
-        archs = self.space.validate(archs)
-        return self.tables[key].find(archs if archs.batch_shape else archs[None])
-
     def _substitute(self, k: str, archs: Arch, predicted: jax.Array, mode: str, level: float,
                     key: jax.Array | None) -> jax.Array:
         if k not in self.tables:
@@ -308,7 +300,7 @@ class Benchmark:
             @jax.jit
             def run(states, archs, key):
                 values = _predict_all(specs, states, space, archs, mode, key, level)
-                return values, _is_valid(space, archs)
+                return values, jnp.all(is_valid(space, archs))
 
             self._compiled[cache_key] = run
         return self._compiled[cache_key]
@@ -365,21 +357,6 @@ def _map_in_chunks(fn: Callable[[Arch], Any], archs: Arch, chunk: int) -> Any:
                 (-1, chunk, *x.shape[1:])), flat)
         out = jax.tree.map(lambda y: y.reshape((-1, *y.shape[2:]))[:n], jax.lax.map(fn, blocks))
     return jax.tree.map(lambda y: y.reshape((*batch, *y.shape[1:])), out)
-
-
-def _is_valid(space: SearchSpace, arch: Arch) -> jax.Array:
-    """True iff every value is a choice of `space` and the padding past n_layer is 0 (the rules
-    of `SearchSpace.validate`, evaluated inside jit)."""
-
-    def member(values: jax.Array, choices: Sequence[int]) -> jax.Array:
-        return jnp.isin(values, jnp.asarray(choices, jnp.int32))
-
-    active = jnp.arange(space.max_layers) < arch.n_layer[..., None]
-    ok = jnp.all(member(arch.embed_dim, space.embed_dims)) & jnp.all(
-        member(arch.n_layer, space.n_layers))
-    for field, choices in ((arch.n_head, space.n_heads), (arch.mlp_ratio, space.mlp_ratios)):
-        ok &= jnp.all(jnp.where(active, member(field, choices), field == 0))
-    return ok
 
 
 def _config_for(item: MetricData, configs: Any) -> SurrogateConfig:

@@ -19,7 +19,7 @@ forward + backward of the largest arch (each product's count times its time): th
 floor with that library's products. `train_throughput.py` measures our whole step, and
 `pytorch_reference.py --train` PyTorch's.
 
-    .venv/bin/python benchmarks/gemm_rates.py --scale s [--rounds 5]
+    .venv/bin/python benchmarks/peers/gemm_rates.py --scale s [--rounds 5]
         [--torch-python /path/to/python-with-torch]
 """
 

@@ -22,10 +22,11 @@ glibc's defaults, as when the issues' reference figures were taken).
 PyTorch is not a dependency of hwgpt-jax: run this with any Python that has torch and the
 repository on its path; without torch it exits with a message.
 
-    PYTHONPATH=. /path/to/python-with-torch benchmarks/pytorch_reference.py --scale s --n 50
-    PYTHONPATH=. /path/to/python-with-torch benchmarks/pytorch_reference.py --train
+    PYTHONPATH=. /path/to/python-with-torch benchmarks/peers/pytorch_reference.py --scale s --n 50
+    PYTHONPATH=. /path/to/python-with-torch benchmarks/peers/pytorch_reference.py --train
     .venv/bin/python benchmarks/train_throughput.py --scales s > ours.jsonl
-    PYTHONPATH=. /path/to/torch-python benchmarks/pytorch_reference.py --sandwich-from ours.jsonl
+    PYTHONPATH=. /path/to/torch-python benchmarks/peers/pytorch_reference.py \
+        --sandwich-from ours.jsonl
 """
 
 from __future__ import annotations
