@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test files run on this many processes (pytest-xdist; a file's tests share one process, so its
+# module fixtures are built once). 2 matches the 2-core CI machine.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo lint bench clean
 
@@ -16,7 +19,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/hwgpt run --out runs/demo
