@@ -154,7 +154,7 @@ def _space_and_supernet(options: dict, objectives: list[str], constraints: list[
 
     named = objectives + [parse_constraint(c)[0] for c in constraints]
     if params is not None and SUPERNET_METRIC in named:
-        from hwgpt_jax.measure.quality import run_validation_windows
+        from hwgpt_jax.stages.evaluate import run_validation_windows
 
         windows = run_validation_windows(options["checkpoint"], meta, options["val_windows"])
         supernet = supernet_perplexity(jax.device_get(params), windows, space)
