@@ -90,12 +90,13 @@ def check_masked_dense(space: SearchSpace, plan: dict[str, int]) -> dict[str, An
 
 
 def check_train(space: SearchSpace, plan: dict[str, int], dtype: str) -> dict[str, Any]:
+    from hwgpt_jax.base.config import config_from_mapping
     from hwgpt_jax.stages.train import Trainer
-    from hwgpt_jax.stages.train_config import ExperimentConfig
+    from hwgpt_jax.stages.train_config import TrainConfig
 
     n_dev = jax.local_device_count()
     batch = -(-plan["train_batch"] // n_dev) * n_dev
-    cfg = ExperimentConfig.from_dict({
+    cfg = config_from_mapping(TrainConfig, {
         "model": {"scale": space.scale, "compute_dtype": dtype},
         "train": {"steps": 100, "batch_size": batch, "seq_len": plan["train_seq"],
                   "eval_every": 0, "checkpoint_every": 100}, "optim": {"warmup_steps": 1}})
@@ -169,7 +170,7 @@ def check_profile(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_pmap(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.stages.train import replicate
+    from hwgpt_jax.model.step import replicate
 
     n_dev = jax.local_device_count()
     params = model.Supernet(space, rngs=nnx.Rngs(0)).params()
