@@ -136,6 +136,11 @@ class Trainer:
         return sandwich_members(self.space, jax.random.fold_in(self.key, self.step_count),
                                 len(self.devices), self.cfg.train.num_random_archs)
 
+    @property
+    def gradient_programs(self) -> int:
+        """Gradient programs compiled so far (one per embed dim and conditional flag)."""
+        return len(self._grad_fns)
+
     def _grad_fn(self, member: Member) -> Callable:
         key = (member.embed_dim, member.conditional)
         if key not in self._grad_fns:
