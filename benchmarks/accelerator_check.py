@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -89,16 +90,19 @@ def check_masked_dense(space: SearchSpace, plan: dict[str, int]) -> dict[str, An
     return row | {"batch": plan["batch"], "seq": plan["seq"], "tolerance": TOLERANCE}
 
 
-def check_train(space: SearchSpace, plan: dict[str, int], dtype: str) -> dict[str, Any]:
+def check_train(space: SearchSpace, plan: dict[str, int], dtype: str,
+                data_dir: str) -> dict[str, Any]:
+    from hwgpt_jax.base.config import config_from_mapping
     from hwgpt_jax.stages.train import Trainer
-    from hwgpt_jax.stages.train_config import ExperimentConfig
+    from hwgpt_jax.stages.train_config import TrainConfig
 
     n_dev = jax.local_device_count()
     batch = -(-plan["train_batch"] // n_dev) * n_dev
-    cfg = ExperimentConfig.from_dict({
+    cfg = config_from_mapping(TrainConfig, {
         "model": {"scale": space.scale, "compute_dtype": dtype},
         "train": {"steps": 100, "batch_size": batch, "seq_len": plan["train_seq"],
-                  "eval_every": 0, "checkpoint_every": 100}, "optim": {"warmup_steps": 1}})
+                  "eval_every": 0, "checkpoint_every": 100}, "optim": {"warmup_steps": 1},
+        "data": {"data_dir": data_dir}})  # tokenized once, shared by both dtypes
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out)
         try:
@@ -110,7 +114,7 @@ def check_train(space: SearchSpace, plan: dict[str, int], dtype: str) -> dict[st
                 start = time.perf_counter()
                 losses.append(trainer.step()["loss"])
                 steps.append(time.perf_counter() - start)
-            programs = len(trainer._grad_fns)
+            programs = trainer.gradient_programs
         finally:
             trainer.close()
     step_s = float(np.median(steps))
@@ -170,7 +174,7 @@ def check_profile(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
 
 
 def check_pmap(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
-    from hwgpt_jax.stages.train import replicate
+    from hwgpt_jax.model.step import replicate
 
     n_dev = jax.local_device_count()
     params = model.Supernet(space, rngs=nnx.Rngs(0)).params()
@@ -243,13 +247,14 @@ def main() -> int:
             "devices": jax.local_device_count(), "jax": jax.__version__}
     checks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("masked_dense", lambda: check_masked_dense(space, plan)),
-        ("train_float32", lambda: check_train(space, plan, "float32")),
-        ("train_bfloat16", lambda: check_train(space, plan, "bfloat16")),
+        ("train_float32", lambda: check_train(space, plan, "float32", data_dir)),
+        ("train_bfloat16", lambda: check_train(space, plan, "bfloat16", data_dir)),
         ("evaluate", lambda: check_evaluate(space, plan)),
         ("profile", lambda: check_profile(space, plan)),
         ("pmap", lambda: check_pmap(space, plan)),
         ("query_search", lambda: check_query_search(space, plan)),
     ]
+    data_dir = tempfile.mkdtemp(prefix="accelerator_check_data")
     lines, started = [], time.perf_counter()
     for name, check in checks:
         start = time.perf_counter()
@@ -268,6 +273,7 @@ def main() -> int:
     lines.append(json.dumps(summary))
     print(lines[-1], flush=True)
     write_text_atomic(path, "".join(line + "\n" for line in lines))
+    shutil.rmtree(data_dir, ignore_errors=True)
     return 1 if failed else 0
 
 

@@ -16,7 +16,9 @@ import time
 import numpy as np
 
 from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
-from hwgpt_jax.data import corpus as data
+from hwgpt_jax.data import shards as shards_lib
+from hwgpt_jax.data import sources
+from hwgpt_jax.data import windows as windows_lib
 
 
 def _best_of(repeats: int, run) -> float:
@@ -38,11 +40,11 @@ def main() -> None:
     args = parser.parse_args()
     machine = {"cpu_count": os.cpu_count(), "machine": platform.machine()}
 
-    documents = data.bbc_documents()
-    num_tokens = data.tokenize_documents(documents).size
+    documents = sources.bbc_documents()
+    num_tokens = shards_lib.tokenize_documents(documents).size
     for threads in args.threads:
-        seconds = _best_of(args.repeats,
-                           lambda t=threads: data.tokenize_documents(documents, num_threads=t))
+        seconds = _best_of(args.repeats, lambda t=threads: shards_lib.tokenize_documents(
+            documents, num_threads=t))
         print(json.dumps({"benchmark": "tokenize_bbc", "threads": threads,
                           "documents": len(documents), "tokens": int(num_tokens),
                           "seconds": round(seconds, 4), "tokens_per_s": round(num_tokens / seconds),
@@ -50,12 +52,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out_dir:
         start = time.perf_counter()
-        shards = data.prepare_corpus("bbc", out_dir, seed=0)
+        shards = shards_lib.prepare_corpus("bbc", out_dir, seed=0)
         prepare_seconds = time.perf_counter() - start
         print(json.dumps({"benchmark": "prepare_corpus_bbc", "seconds": round(prepare_seconds, 4),
                           "train_tokens": shards.train_tokens, "val_tokens": shards.val_tokens,
                           **machine}))
-        iterator = data.train_iterator(shards, args.batch_size, args.block_size, seed=0)
+        iterator = windows_lib.train_iterator(shards, args.batch_size, args.block_size, seed=0)
         next(iterator)  # start the prefetch threads outside the timing
         start = time.perf_counter()
         checksum = 0

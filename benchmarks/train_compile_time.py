@@ -16,14 +16,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from hwgpt_jax.model.supernet import init_params
+from hwgpt_jax.model.step import train_loss
+from hwgpt_jax.model.supernet import init_params, slice_embed_dim
 from hwgpt_jax.space.arch import get_space
-from hwgpt_jax.stages.train import train_loss
-
-try:  # where the slicing lives differs between versions of the package
-    from hwgpt_jax.model.supernet import slice_embed_dim
-except ImportError:
-    from hwgpt_jax.stages.train import slice_embed_dim
 
 
 def main() -> None:

@@ -25,17 +25,19 @@ import time
 
 import jax
 
+from hwgpt_jax.base.config import config_from_mapping
 from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
+from hwgpt_jax.model.step import Member, sandwich_members
 from hwgpt_jax.space.costs import training_flops
-from hwgpt_jax.stages.train import Member, Trainer, sandwich_members
-from hwgpt_jax.stages.train_config import ExperimentConfig
+from hwgpt_jax.stages.train import Trainer
+from hwgpt_jax.stages.train_config import TrainConfig
 
 PYTORCH_S_SANDWICH_SECONDS = 20.8
 PYTORCH_S_LARGEST_SECONDS = 10.6
 
 
 def measure(scale: str, batch: int, seq: int, steps: int) -> dict:
-    cfg = ExperimentConfig.from_dict({
+    cfg = config_from_mapping(TrainConfig, {
         "model": {"scale": scale},
         "train": {"steps": 1000, "batch_size": batch, "seq_len": seq, "eval_every": 0,
                   "checkpoint_every": 1000}})

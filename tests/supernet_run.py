@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgpt_jax.stages.train_config import ExperimentConfig
+from hwgpt_jax.base.config import config_from_mapping
+from hwgpt_jax.stages.train_config import TrainConfig
 
 _RUNS: dict[Path, Path] = {}
 
@@ -30,7 +31,7 @@ def supernet_run(tmp_path_factory) -> Path:
         corpus = tmp_path_factory.mktemp("supernet_corpus") / "corpus.txt"
         corpus.write_text("\n\n".join(" ".join(rng.choice(WORDS, size=300))
                                       for _ in range(40)))
-        cfg = ExperimentConfig.from_dict({
+        cfg = config_from_mapping(TrainConfig, {
             "model": {"scale": "tiny"}, "data": {"corpus": str(corpus)},
             "train": {"steps": 1, "batch_size": 2, "seq_len": 16, "eval_every": 0,
                       "eval_windows": 2, "num_random_archs": 0}})

@@ -1,4 +1,5 @@
-"""Corpus sources, token shards and grain window pipelines (hwgpt_jax/data/corpus.py).
+"""Corpus sources, token shards and grain window pipelines (hwgpt_jax/data: sources.py,
+shards.py, windows.py).
 
 Most tests use a synthetic corpus in which every token occurs once (apart from end-of-text),
 so a window's position in its split, and the document each token came from, are recoverable.
@@ -14,8 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hwgpt_jax.data import corpus as data
+from hwgpt_jax.data import shards as shards_lib
+from hwgpt_jax.data import sources as sources_lib
 from hwgpt_jax.data import tokenizer
+from hwgpt_jax.data import windows as windows_lib
 
 EOT = tokenizer.EOT_ID
 BLOCK = 8
@@ -51,12 +54,14 @@ def unique_corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def unique_shards(unique_corpus, tmp_path_factory):
     path, _ = unique_corpus
-    return data.prepare_corpus(path, tmp_path_factory.mktemp("shards"), seed=0, val_fraction=0.2)
+    return shards_lib.prepare_corpus(path, tmp_path_factory.mktemp("shards"), seed=0,
+                                     val_fraction=0.2)
 
 
 @pytest.fixture(scope="module")
 def bbc_shards(tmp_path_factory):
-    return data.prepare_corpus("bbc", tmp_path_factory.mktemp("bbc"), seed=0, val_fraction=0.05)
+    return shards_lib.prepare_corpus("bbc", tmp_path_factory.mktemp("bbc"), seed=0,
+                                     val_fraction=0.05)
 
 
 def _positions(tokens):
@@ -80,16 +85,16 @@ def _take(iterator, n):
 
 def test_shards_match_per_document_oracle(unique_corpus, unique_shards):
     _, documents = unique_corpus
-    indices = data.split_documents(len(documents), seed=0, val_fraction=0.2)
+    indices = shards_lib.split_documents(len(documents), seed=0, val_fraction=0.2)
     assert len(indices["val"]) == 12 and len(indices["train"]) == 48
-    for split in data.SPLITS:
+    for split in shards_lib.SPLITS:
         expected = [t for i in indices[split] for t in [*tokenizer.encode(documents[i]), EOT]]
         tokens = unique_shards.tokens(split)
         assert tokens.dtype == np.uint16
         np.testing.assert_array_equal(tokens, expected)
         assert unique_shards.num_tokens(split) == len(expected)
         assert unique_shards.manifest["splits"][split]["documents"] == len(indices[split])
-    train, val = (set(unique_shards.tokens(s).tolist()) for s in data.SPLITS)
+    train, val = (set(unique_shards.tokens(s).tolist()) for s in shards_lib.SPLITS)
     assert train & val == {EOT}  # no document contributes to both splits
 
 
@@ -106,21 +111,21 @@ def test_manifest_records_provenance(unique_corpus, unique_shards):
 
 def test_shards_reused_then_rebuilt_on_change(unique_corpus, tmp_path):
     path, _ = unique_corpus
-    first = data.prepare_corpus(path, tmp_path, seed=0, val_fraction=0.2)
+    first = shards_lib.prepare_corpus(path, tmp_path, seed=0, val_fraction=0.2)
     first_val = np.array(first.tokens("val"))  # a copy: the file is replaced below
     files = [tmp_path / name for name in ("train.npy", "val.npy", "manifest.json")]
     mtimes = [f.stat().st_mtime_ns for f in files]
-    second = data.prepare_corpus(path, tmp_path, seed=0, val_fraction=0.2)
+    second = shards_lib.prepare_corpus(path, tmp_path, seed=0, val_fraction=0.2)
     assert not first.reused and second.reused
     assert [f.stat().st_mtime_ns for f in files] == mtimes
-    assert data.load_shards(tmp_path).manifest == first.manifest
+    assert shards_lib.load_shards(tmp_path).manifest == first.manifest
 
-    reseeded = data.prepare_corpus(path, tmp_path, seed=1, val_fraction=0.2)
+    reseeded = shards_lib.prepare_corpus(path, tmp_path, seed=1, val_fraction=0.2)
     assert not reseeded.reused and reseeded.manifest["seed"] == 1
     assert not np.array_equal(reseeded.tokens("val"), first_val)
 
     np.save(tmp_path / "val.npy", np.zeros(3, dtype=np.uint16))  # damaged shard
-    repaired = data.prepare_corpus(path, tmp_path, seed=1, val_fraction=0.2)
+    repaired = shards_lib.prepare_corpus(path, tmp_path, seed=1, val_fraction=0.2)
     assert not repaired.reused
     np.testing.assert_array_equal(repaired.tokens("val"), reseeded.tokens("val"))
 
@@ -132,11 +137,11 @@ def test_txt_parquet_and_folder_sources(tmp_path):
     table = pa.table({"text": ["fourth doc", "", "fifth doc"], "n": [1, 2, 3]})
     pq.write_table(table, folder / "b.parquet")
     (folder / "ignored.csv").write_text("not,a,corpus\n")
-    description = data.describe_source(folder)
-    assert data.load_documents(description) == [
+    description = sources_lib.describe_source(folder)
+    assert sources_lib.load_documents(description) == [
         "first doc\nstill first", "second doc", "third doc", "fourth doc", "fifth doc"
     ]
-    shards = data.prepare_corpus(folder, tmp_path / "out", seed=0, val_fraction=0.4)
+    shards = shards_lib.prepare_corpus(folder, tmp_path / "out", seed=0, val_fraction=0.4)
     assert shards.manifest["documents"] == 5
     assert shards.manifest["splits"]["val"]["documents"] == 2
 
@@ -147,7 +152,7 @@ def test_txt_parquet_and_folder_sources(tmp_path):
 def test_train_windows_are_contiguous_slices_of_train(unique_shards):
     train = unique_shards.tokens("train")
     positions = _positions(train)
-    iterator = data.train_iterator(unique_shards, batch_size=4, block_size=BLOCK, seed=0)
+    iterator = windows_lib.train_iterator(unique_shards, batch_size=4, block_size=BLOCK, seed=0)
     batches = _take(iterator, 60)  # several epochs of ~50 windows
     assert all(b.shape == (4, BLOCK + 1) and b.dtype == np.int32 for b in batches)
     for window in np.concatenate(batches):
@@ -159,7 +164,7 @@ def test_epochs_tile_the_split_with_shifting_offsets(unique_shards):
     train = unique_shards.tokens("train")
     positions = _positions(train)
     per_epoch = (train.size - 1) // BLOCK - 1  # documented: one window kept in reserve
-    iterator = data.train_iterator(unique_shards, batch_size=1, block_size=BLOCK, seed=3)
+    iterator = windows_lib.train_iterator(unique_shards, batch_size=1, block_size=BLOCK, seed=3)
     offsets = []
     for _ in range(5):
         starts = [_window_start(next(iterator)[0], positions) for _ in range(per_epoch)]
@@ -172,18 +177,18 @@ def test_epochs_tile_the_split_with_shifting_offsets(unique_shards):
 
 def test_same_seed_same_batches_different_seed_different(unique_shards):
     def first_batches(seed):
-        return np.stack(_take(data.train_iterator(unique_shards, 4, BLOCK, seed), 10))
+        return np.stack(_take(windows_lib.train_iterator(unique_shards, 4, BLOCK, seed), 10))
 
     np.testing.assert_array_equal(first_batches(5), first_batches(5))
     assert not np.array_equal(first_batches(5), first_batches(6))
 
 
 def test_iterator_state_round_trip(unique_shards):
-    iterator = data.train_iterator(unique_shards, 4, BLOCK, seed=0)
+    iterator = windows_lib.train_iterator(unique_shards, 4, BLOCK, seed=0)
     _take(iterator, 17)  # past the first epoch
     state = json.loads(json.dumps(iterator.get_state()))  # must survive a JSON checkpoint
     expected = _take(iterator, 20)
-    resumed = data.train_iterator(unique_shards, 4, BLOCK, seed=0)
+    resumed = windows_lib.train_iterator(unique_shards, 4, BLOCK, seed=0)
     resumed.set_state(state)
     np.testing.assert_array_equal(np.stack(_take(resumed, 20)), np.stack(expected))
 
@@ -194,7 +199,7 @@ def test_host_shards_are_disjoint(unique_shards):
     per_host = ((train.size - 1) // BLOCK - 1) // 2
     starts = []
     for host in range(2):
-        iterator = data.train_iterator(unique_shards, 1, BLOCK, seed=0, process_index=host,
+        iterator = windows_lib.train_iterator(unique_shards, 1, BLOCK, seed=0, process_index=host,
                                        process_count=2)
         starts.append({_window_start(next(iterator)[0], positions) for _ in range(per_host)})
     assert len(starts[0]) == len(starts[1]) == per_host
@@ -204,32 +209,23 @@ def test_host_shards_are_disjoint(unique_shards):
 
 def test_validation_windows_tile_val_in_order(unique_shards):
     val = unique_shards.tokens("val")
-    windows = data.validation_windows(unique_shards, BLOCK)
+    windows = windows_lib.validation_windows(unique_shards, BLOCK)
     n = (val.size - 1) // BLOCK
     assert windows.shape == (n, BLOCK + 1) and windows.dtype == np.int32
     for i, window in enumerate(windows):
         np.testing.assert_array_equal(window, val[i * BLOCK:(i + 1) * BLOCK + 1])
-    subset = data.validation_windows(unique_shards, BLOCK, max_windows=4)
-    np.testing.assert_array_equal(subset, data.validation_windows(unique_shards, BLOCK, 4))
+    subset = windows_lib.validation_windows(unique_shards, BLOCK, max_windows=4)
+    np.testing.assert_array_equal(subset, windows_lib.validation_windows(unique_shards, BLOCK, 4))
     chosen = [i for i in range(n) if any(np.array_equal(windows[i], s) for s in subset)]
     assert len(chosen) == 4 and chosen[0] == 0 and chosen[-1] == n - 1
     assert set(np.concatenate(windows).tolist()) <= set(val.tolist())
-
-
-def test_split_for_devices():
-    batch = np.arange(6 * 9, dtype=np.int32).reshape(6, 9)
-    split = data.split_for_devices(batch, 2)
-    assert split.shape == (2, 3, 9)
-    np.testing.assert_array_equal(split.reshape(6, 9), batch)
-    with pytest.raises(ValueError, match="n_devices 4"):
-        data.split_for_devices(batch, 4)
 
 
 # ----------------------------------------------------------------------------- BBC
 
 
 def test_bbc_corpus(bbc_shards):
-    documents = data.bbc_documents()
+    documents = sources_lib.bbc_documents()
     assert len(documents) == 2225
     assert documents[0].startswith("Ad sales boost Time Warner profit")
     assert any("£15.8m" in doc for doc in documents)  # the one Latin-1 file decodes right
@@ -239,7 +235,7 @@ def test_bbc_corpus(bbc_shards):
     total = bbc_shards.train_tokens + bbc_shards.val_tokens
     assert 1_000_000 < total < 1_200_000
     assert bbc_shards.tokens("train")[-1] == EOT
-    window = data.validation_windows(bbc_shards, 256, max_windows=1)[0]
+    window = windows_lib.validation_windows(bbc_shards, 256, max_windows=1)[0]
     assert tokenizer.decode(window.tolist()).startswith(tokenizer.decode(
         bbc_shards.tokens("val")[:20].tolist()))
 
@@ -254,28 +250,28 @@ def _one_line(err):
 def test_missing_corpus_path(tmp_path):
     missing = tmp_path / "nope.txt"
     with pytest.raises(FileNotFoundError, match="nope.txt") as err:
-        data.prepare_corpus(missing, tmp_path / "out")
+        shards_lib.prepare_corpus(missing, tmp_path / "out")
     _one_line(err)
     with pytest.raises(FileNotFoundError, match="no token shards"):
-        data.load_shards(tmp_path)
+        shards_lib.load_shards(tmp_path)
 
 
 def test_empty_corpus(tmp_path):
     (tmp_path / "empty.txt").write_text("\n   \n\n")
     with pytest.raises(ValueError, match="empty.txt") as err:
-        data.prepare_corpus(tmp_path / "empty.txt", tmp_path / "out")
+        shards_lib.prepare_corpus(tmp_path / "empty.txt", tmp_path / "out")
     _one_line(err)
     (tmp_path / "one.txt").write_text("just one document\n")
     with pytest.raises(ValueError, match="at least 2"):
-        data.prepare_corpus(tmp_path / "one.txt", tmp_path / "out")
+        shards_lib.prepare_corpus(tmp_path / "one.txt", tmp_path / "out")
 
 
 def test_block_size_larger_than_split(unique_shards):
     with pytest.raises(ValueError, match="block_size 100000 .* train split has") as err:
-        data.train_iterator(unique_shards, 2, 100_000, seed=0)
+        windows_lib.train_iterator(unique_shards, 2, 100_000, seed=0)
     _one_line(err)
     with pytest.raises(ValueError, match="block_size 5000 .* val split has"):
-        data.validation_windows(unique_shards, 5000)
+        windows_lib.validation_windows(unique_shards, 5000)
 
 
 @pytest.mark.parametrize(
@@ -289,16 +285,17 @@ def test_block_size_larger_than_split(unique_shards):
 )
 def test_bad_prepare_arguments(unique_corpus, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        data.prepare_corpus(unique_corpus[0], tmp_path, **kwargs)
+        shards_lib.prepare_corpus(unique_corpus[0], tmp_path, **kwargs)
 
 
 def test_bad_window_arguments(unique_shards):
     with pytest.raises(ValueError, match="batch_size 0"):
-        data.train_iterator(unique_shards, 0, BLOCK, seed=0)
+        windows_lib.train_iterator(unique_shards, 0, BLOCK, seed=0)
     with pytest.raises(ValueError, match="shard"):
-        data.train_iterator(unique_shards, 2, BLOCK, seed=0, process_index=2, process_count=2)
+        windows_lib.train_iterator(unique_shards, 2, BLOCK, seed=0, process_index=2,
+                                   process_count=2)
     with pytest.raises(ValueError, match="max_windows 0"):
-        data.validation_windows(unique_shards, BLOCK, max_windows=0)
+        windows_lib.validation_windows(unique_shards, BLOCK, max_windows=0)
     with pytest.raises(ValueError, match="split 'test'"):
         unique_shards.tokens("test")
 
@@ -306,10 +303,10 @@ def test_bad_window_arguments(unique_shards):
 def test_bad_file_contents(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": 3}\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):
-        data.prepare_corpus(tmp_path / "bad.jsonl", tmp_path / "out")
+        shards_lib.prepare_corpus(tmp_path / "bad.jsonl", tmp_path / "out")
     (tmp_path / "corpus.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="'.csv'"):
-        data.prepare_corpus(tmp_path / "corpus.csv", tmp_path / "out")
+        shards_lib.prepare_corpus(tmp_path / "corpus.csv", tmp_path / "out")
 
 
 def test_unknown_hugging_face_dataset_offline(tmp_path):
@@ -317,7 +314,7 @@ def test_unknown_hugging_face_dataset_offline(tmp_path):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                         "HF_HOME": str(tmp_path / "hf")}
     code = (
-        "from hwgpt_jax.data import corpus as data\n"
+        "from hwgpt_jax.data import shards as data\n"
         "try:\n"
         f"    data.prepare_corpus('no-such-user/no-such-corpus', {str(tmp_path / 'o')!r})\n"
         "except ValueError as err:\n"
@@ -340,14 +337,14 @@ def test_a_name_that_is_no_path_and_no_dataset_id_fails_offline(name, monkeypatc
 
     monkeypatch.setattr(datasets, "load_dataset", no_network)
     with pytest.raises((ValueError, FileNotFoundError), match=repr(name)) as err:
-        data.prepare_corpus(name, "unused")
+        shards_lib.prepare_corpus(name, "unused")
     assert "\n" not in str(err.value)
 
 
 def test_dataset_ids_and_local_folder_typos(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpora").mkdir()
-    assert data.describe_source("owner/name:cfg")["name"] == "owner/name"
-    assert data.describe_source("hf:wikitext")["name"] == "wikitext"
+    assert sources_lib.describe_source("owner/name:cfg")["name"] == "owner/name"
+    assert sources_lib.describe_source("hf:wikitext")["name"] == "wikitext"
     with pytest.raises(FileNotFoundError, match="folder 'corpora' does"):
-        data.describe_source("corpora/news")
+        sources_lib.describe_source("corpora/news")

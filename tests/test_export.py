@@ -1,4 +1,5 @@
-"""Export of sub-networks as standalone dense checkpoints (hwgpt_jax.stages.export, `hwgpt export`,
+"""Export of sub-networks as standalone dense checkpoints (hwgpt_jax.model.dense, the export
+stage hwgpt_jax.stages.export, `hwgpt export`,
 `hwgpt search --export`)."""
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import pytest
 from supernet_run import supernet_run
 
 from hwgpt_jax.cli import main
-from hwgpt_jax.measure.quality import run_validation_windows
 from hwgpt_jax.model import supernet as model
 from hwgpt_jax.model.checkpoints import load_trained_params
+from hwgpt_jax.model.dense import export_dense, load_dense
 from hwgpt_jax.search.pareto import non_dominated_mask
 from hwgpt_jax.space import costs
 from hwgpt_jax.space.arch import Arch, get_space
-from hwgpt_jax.stages.export import evenly_spaced, export_dense, export_pareto, load_dense
+from hwgpt_jax.stages.evaluate import run_validation_windows
+from hwgpt_jax.stages.export import evenly_spaced, export_pareto
 
 SPACE = get_space("tiny")
 TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, SPACE.vocab_size, (2, 16)))

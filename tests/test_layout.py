@@ -12,22 +12,12 @@ PACKAGE = ROOT / "hwgpt_jax"
 CORE = ("space", "model", "data", "measure", "surrogates", "search")
 ABOVE_CORE = ("stages", "cli")
 
-# Violations present on this branch while other branches remove them: each entry is the exact
-# text the check reports, mapped to the reason it is tolerated. An entry that no longer occurs
-# fails the test, so the list only shrinks.
-KNOWN_VIOLATIONS: dict[str, str] = {
-    "package cycle: measure <-> model <-> search <-> stages <-> surrogates":
-        "closed by model/ and search/experiment.py importing stages/ (the entries below)",
-    "core imports stages/: hwgpt_jax.model.checkpoints -> hwgpt_jax.stages.train_config":
-        "helper A moves the training config out of the checkpoint loader",
-    "core imports stages/: hwgpt_jax.model.optim -> hwgpt_jax.stages.train_config":
-        "helper A moves the optimizer config below stages/",
-}
+# Tolerated violations (none today): the exact text the check reports, mapped to the reason.
+# An entry that no longer occurs fails the test, so the list can only shrink.
+KNOWN_VIOLATIONS: dict[str, str] = {}
 
-# Test files that still import a private name, with the reason (owned by other work in progress).
-KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
-    "test_evaluate.py": "imports quality._head_sums; helper A owns it and removes it",
-}
+# Test files allowed to import a private name, with the reason (none today).
+KNOWN_PRIVATE_IMPORTS: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:

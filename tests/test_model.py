@@ -204,8 +204,8 @@ def test_gelu_value_and_derivative_equal_the_erf_formula():
     cdf = 0.5 * (1.0 + erf(x / np.sqrt(2.0)))
     pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
     xs = jnp.asarray(x, jnp.float32)
-    np.testing.assert_allclose(np.asarray(model._gelu(xs)), x * cdf, rtol=1e-5, atol=1e-6)
-    slope = jax.vmap(jax.grad(model._gelu))(xs)
+    np.testing.assert_allclose(np.asarray(model.gelu(xs)), x * cdf, rtol=1e-5, atol=1e-6)
+    slope = jax.vmap(jax.grad(model.gelu))(xs)
     np.testing.assert_allclose(np.asarray(slope), cdf + x * pdf, rtol=1e-5, atol=1e-6)
 
 
@@ -220,12 +220,12 @@ def test_causal_attention_kernels_equal_full_softmax(path, monkeypatch):
                         seq if path == "cpu_per_head" else seq + 1)
     kernel = "xla" if path == "xla" else "cpu_blocked"
     qkv = np.random.default_rng(0).normal(size=(2, seq, 3, heads, head_size)).astype(np.float32)
-    cos, sin = model._rope_tables(seq, head_size)
+    cos, sin = model.rope_tables(seq, head_size)
 
     def attention(qkv, cos, sin):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        return attention_lib.causal_attention(model._apply_rope(q, cos, sin),
-                                              model._apply_rope(k, cos, sin), v, kernel)
+        return attention_lib.causal_attention(model.apply_rope(q, cos, sin),
+                                              model.apply_rope(k, cos, sin), v, kernel)
 
     got = np.asarray(jax.jit(attention)(jnp.asarray(qkv), cos, sin))  # traced afresh
 
@@ -314,13 +314,13 @@ def test_one_compile_serves_every_arch(tiny, tiny_params):
     archs = tiny.sample_unique(jax.random.key(11), 21)
     counted(tiny_params, tokens, archs[0]).block_until_ready()
     model.forward(tiny_params, tokens, archs[0], tiny).block_until_ready()
-    cache_before = model._masked_forward_jit._cache_size()
+    cache_before = model.masked_forward_jit._cache_size()
     outputs = []
     for i in range(1, 21):
         outputs.append(counted(tiny_params, tokens, archs[i]))
         model.forward(tiny_params, tokens, archs[i], tiny)
     assert len(traces) == 1
-    assert model._masked_forward_jit._cache_size() == cache_before
+    assert model.masked_forward_jit._cache_size() == cache_before
     assert len({round(float(jnp.sum(o)), 3) for o in outputs}) == 20  # really different archs
 
 

@@ -18,8 +18,7 @@ from hwgpt_jax.search.pareto import hypervolume, normalization_bounds, normalize
 from hwgpt_jax.search.registry import make_algorithm
 from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import get_space
-from hwgpt_jax.stages.search import Experiment, summary
-from hwgpt_jax.stages.search import SearchConfig as ExperimentConfig
+from hwgpt_jax.stages.search import Experiment, SearchConfig, summary
 
 SPACE = get_space("tiny")
 BUDGET, POPULATION = 384, 32
@@ -131,7 +130,7 @@ def test_hv_shaping_on_four_objectives_is_monte_carlo_and_says_so():
 
 
 def test_experiment_summary_carries_the_shaping_note():
-    config = ExperimentConfig(algorithms=("evosax:CMA_ES",), budget=64, shaping="hv")
+    config = SearchConfig(algorithms=("evosax:CMA_ES",), budget=64, shaping="hv")
     curve = (np.arange(2), np.array([0.1, 0.2]))
     experiment = Experiment(config, None, None, None, [], {("evosax:CMA_ES", 0): curve},
                             notes={"evosax:CMA_ES": "hv shaping ... Monte-Carlo"})
@@ -140,11 +139,11 @@ def test_experiment_summary_carries_the_shaping_note():
 
 
 def test_experiment_config_accepts_evosax_names():
-    config = ExperimentConfig(algorithms=("evosax:DifferentialEvolution",), budget=64,
+    config = SearchConfig(algorithms=("evosax:DifferentialEvolution",), budget=64,
                               shaping="hv")
     assert config.algorithms == ("evosax:DifferentialEvolution",)
     with pytest.raises(ValueError, match="unknown evosax strategy"):
-        ExperimentConfig(algorithms=("evosax:Nope",), budget=64)
+        SearchConfig(algorithms=("evosax:Nope",), budget=64)
 
 
 def test_cli_runs_an_evosax_strategy(tmp_path):

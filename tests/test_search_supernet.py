@@ -12,7 +12,6 @@ import pytest
 from supernet_run import supernet_run
 
 from hwgpt_jax.cli import main
-from hwgpt_jax.measure.quality import run_validation_windows
 from hwgpt_jax.model import supernet as model
 from hwgpt_jax.model.checkpoints import load_trained_params
 from hwgpt_jax.search.objectives import (
@@ -21,6 +20,7 @@ from hwgpt_jax.search.objectives import (
     supernet_perplexity,
 )
 from hwgpt_jax.space.arch import Arch, get_space
+from hwgpt_jax.stages.evaluate import run_validation_windows
 
 SPACE = get_space("tiny")
 

@@ -250,7 +250,7 @@ def sandwich_draws(args, space) -> list[dict[str, str]]:
             sys.exit(f"{args.sandwich_from} holds no train_throughput row of scale "
                      f"{space.scale!r} with sandwich_steps")
         return [step["archs"] for step in rows[-1]["sandwich_steps"]][:args.steps]
-    from hwgpt_jax.stages.train import sandwich_members, training_keys  # imports orbax: only here
+    from hwgpt_jax.model.step import sandwich_members, training_keys
 
     key = training_keys(args.seed)[1]
     return [{m.name: space.arch_ids(m.arch[0])[0]

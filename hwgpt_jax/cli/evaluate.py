@@ -1,5 +1,5 @@
 """`hwgpt evaluate`: perplexity and next-token accuracy of sub-networks with inherited weights
-from a trained supernet, into a parquet table (one row per arch)."""
+from a trained supernet, into a parquet table (one row per arch; `stages.evaluate.run`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from tqdm import tqdm
 
 from hwgpt_jax.base.files import check_output
 from hwgpt_jax.cli import CliError
-from hwgpt_jax.measure.quality import evaluate_checkpoint
-from hwgpt_jax.space.arch_files import read_arch_file
+from hwgpt_jax.stages import evaluate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,28 +38,24 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
     check_output(args.out, overwrite=args.overwrite)  # fail before loading the checkpoint
-    archs, scale = None, None
-    if args.archs:
-        scale, archs = read_arch_file(args.archs)
-    total = len(archs) if archs is not None else args.n
+    config = evaluate.EvaluateConfig(
+        checkpoint=args.checkpoint, archs=args.archs, n=args.n, seed=args.seed,
+        windows=args.windows, seq=args.seq, batch_archs=args.batch_archs,
+        data_dir=args.data_dir)
     bars: list[tqdm] = []  # opened at the first result, so errors print without a bar
 
     def on_chunk(done: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc="evaluating", unit="arch"))
+            bars.append(tqdm(desc="evaluating", unit="arch", total=args.n))
         bars[0].update(done)
 
     try:
-        table = evaluate_checkpoint(
-            args.checkpoint, archs, args.out, n=args.n, seed=args.seed, windows=args.windows,
-            batch_archs=args.batch_archs, seq=args.seq, data_dir=args.data_dir,
-            arch_file_scale=scale, on_chunk=on_chunk)
+        summary = evaluate.run(config, args.out, on_chunk=on_chunk)
     finally:
         for bar in bars:
             bar.close()
-    best = table.loc[table["perplexity"].idxmin()]
-    print(f"evaluated {len(table)} archs ({table['scale'].iloc[0]}, step "
-          f"{table['checkpoint_step'].iloc[0]}, {table['tokens'].iloc[0]} tokens each): "
-          f"perplexity {table['perplexity'].min():.2f}-{table['perplexity'].max():.2f}, best "
-          f"{best['arch_id']} -> {Path(args.out)}")
+    print(f"evaluated {summary['archs']} archs ({summary['scale']}, step "
+          f"{summary['checkpoint_step']}, {summary['tokens']} tokens each): perplexity "
+          f"{summary['perplexity_min']:.2f}-{summary['perplexity_max']:.2f}, best "
+          f"{summary['best']} -> {Path(args.out)}")
     return 0

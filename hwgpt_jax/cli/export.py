@@ -7,7 +7,7 @@
 Each arch goes to <out>/<arch id>/ (orbax `params/` + `model.json`), and <out>/index.json
 lists them. With --limit K smaller than the front, K archs evenly spaced along the front
 (sorted by its first objective, both ends included) are exported; see `hwgpt_jax.stages.export`.
-Load one with `hwgpt_jax.stages.export.load_dense(folder)`.
+Load one with `hwgpt_jax.model.dense.load_dense(folder)`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from hwgpt_jax.stages.export import export_pareto
+    from hwgpt_jax.stages import export
 
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit {args.limit}: expected a positive integer")
@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, overwrite=True, folder=True)
     objectives = None
     if args.objectives:
-        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+        objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    config = export.ExportConfig(checkpoint=args.checkpoint, source=str(source),
+                                 limit=args.limit, objectives=objectives,
+                                 overwrite=args.overwrite)
     bars: list[tqdm] = []  # opened at the first export, so errors print without a bar
 
     def on_export(folder: Path) -> None:
@@ -67,12 +70,10 @@ def run(args: argparse.Namespace) -> int:
         bars[0].update(1)
 
     try:
-        folders = export_pareto(args.checkpoint, source, args.out, limit=args.limit,
-                                objectives=objectives, overwrite=args.overwrite,
-                                on_export=on_export)
+        summary = export.run(config, args.out, on_export=on_export)
     finally:
         for bar in bars:
             bar.close()
-    print(f"exported {len(folders)} dense model(s) to {args.out}: "
-          + ", ".join(f.name for f in folders))
+    print(f"exported {len(summary['models'])} dense model(s) to {args.out}: "
+          + ", ".join(summary["models"]))
     return 0

@@ -1,4 +1,4 @@
-"""`hwgpt train`: sandwich-rule supernet training from a TOML preset."""
+"""`hwgpt train`: sandwich-rule supernet training from a TOML preset (`stages.train.run`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 
 from tqdm import tqdm
 
+from hwgpt_jax.base.config import load_config
 from hwgpt_jax.base.files import check_output
 from hwgpt_jax.presets import resolve_preset
-from hwgpt_jax.stages.train import Trainer
-from hwgpt_jax.stages.train_config import ExperimentConfig
+from hwgpt_jax.stages import train
+from hwgpt_jax.stages.train_config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,49 +24,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    cfg = ExperimentConfig.from_toml(resolve_preset("train", args.config))
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    changes = {}
     if args.steps is not None:
-        cfg = cfg.replace(train={"steps": args.steps})
+        changes["train"] = {"steps": args.steps}
     if args.corpus is not None:
-        cfg = cfg.replace(data={"corpus": args.corpus})
-    return cfg
+        changes["data"] = {"corpus": args.corpus}
+    return load_config(TrainConfig, resolve_preset("train", args.config), **changes)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     # an existing run is refused by the Trainer unless --resume; check writability first
     out = check_output(args.out, resume=True, folder=True)
-    bars: list[tqdm] = []  # the tokenizing bar appears only if the corpus is tokenized
+    bars: dict[str, tqdm] = {}  # the tokenizing bar appears only if the corpus is tokenized
 
     def on_prepare(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="tokenizing", unit="doc", leave=False))
-        bars[0].update(done)
+        if "tokenizing" not in bars:
+            bars["tokenizing"] = tqdm(total=total, desc="tokenizing", unit="doc", leave=False)
+        bars["tokenizing"].update(done)
+
+    def on_start(step: int) -> None:
+        if "tokenizing" in bars:
+            bars.pop("tokenizing").close()
+        if step < cfg.train.steps:
+            bars["training"] = tqdm(total=cfg.train.steps, initial=step, desc="training",
+                                    unit="step")
+
+    def on_metrics(metrics: dict) -> None:
+        bar = bars["training"]
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
+        if "val_ppl/largest" in metrics:
+            bar.write(json.dumps({k: round(v, 2) for k, v in metrics.items()
+                                  if k.startswith("val_ppl") or k == "step"}))
 
     try:
-        trainer = Trainer(cfg, out, resume=args.resume, on_prepare=on_prepare)
+        summary = train.run(cfg, out, resume=args.resume, on_prepare=on_prepare,
+                            on_start=on_start, on_metrics=on_metrics)
     finally:
-        for bar in bars:
+        for bar in bars.values():
             bar.close()
-    if trainer.step_count >= cfg.train.steps:
-        trainer.close()
-        print(f"{out}: the checkpoint is already at step {trainer.step_count} = train.steps; "
+    if summary["start_step"] >= cfg.train.steps:
+        print(f"{out}: the checkpoint is already at step {summary['step']} = train.steps; "
               f"nothing to train (pass a larger --steps to continue)")
         return 0
-    with tqdm(total=cfg.train.steps, initial=trainer.step_count, desc="training",
-              unit="step") as bar:
-        def on_metrics(metrics: dict) -> None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}",
-                            tok_s=f"{metrics['tokens_per_s']:.0f}")
-            if "val_ppl/largest" in metrics:
-                bar.write(json.dumps({k: round(v, 2) for k, v in metrics.items()
-                                      if k.startswith("val_ppl") or k == "step"}))
-        try:
-            last = trainer.run(on_metrics=on_metrics)
-        finally:  # Ctrl-C included: let a checkpoint being written finish
-            trainer.close()
-    summary = {k: v for k, v in last.items() if k.startswith(("step", "val_ppl", "loss"))}
-    print(json.dumps({"out": str(out), **summary}))
+    print(json.dumps(summary))
     return 0

@@ -1,1 +1,2 @@
-"""Corpora, the GPT-2 tokenizer, token shards and the grain training loader."""
+"""Corpus sources (`sources`), the GPT-2 tokenizer (`tokenizer`), token shards (`shards`) and
+the grain training and validation windows (`windows`)."""

@@ -4,7 +4,7 @@ HW-GPT-Bench (Sukthanker et al., arXiv 2405.10299, Sec. 3) scores every architec
 search space by the perplexity of the trained supernet's sub-network on held-out text, without
 retraining (weight inheritance, as in one-shot NAS: Bender et al. 2018; AutoFormer, Chen et
 al., arXiv 2107.00651). Here the text is a fixed, ordered set of validation windows (the run's
-`val` split, `data.validation_windows`), and:
+`val` split, `data.windows.validation_windows`), and:
 
     perplexity = exp(mean next-token cross-entropy over every target token of the windows)
     accuracy   = fraction of target tokens that are the argmax of the logits
@@ -22,6 +22,9 @@ are skipped. `conditional=False` vectorizes the chunk with `vmap` instead, where
 costs as much as the largest member of its embed dim (masks do not remove work). Results are
 deterministic: the same checkpoint, windows and archs give the same numbers on the same
 device, in either mode (to float32 round-off).
+
+These are the kernels; reading a run's checkpoint and windows and writing quality tables is
+the evaluate stage's (`hwgpt_jax.stages.evaluate`).
 """
 
 from __future__ import annotations
@@ -29,17 +32,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from jax import lax
 
-from hwgpt_jax.base.files import check_output, write_parquet_atomic
-from hwgpt_jax.measure.profiler import version_columns as versions
 from hwgpt_jax.model.supernet import Params, masked_hidden, slice_embed_dim, vocab_chunks
 from hwgpt_jax.space.arch import Arch, SearchSpace
 
@@ -65,16 +64,20 @@ class QualityResult:
         return self.correct / self.tokens
 
 
-def _head_sums(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
+def head_sums(hidden: jax.Array, embedding: jax.Array, targets: jax.Array,
                weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Weighted NLL sum and correct-prediction count of the tied head over tokens (N, D).
 
     The (N, V) logits are never held: a `lax.scan` over vocabulary chunks
     (`model.vocab_chunks`) makes each chunk's (V_c, N) logits while they are in cache and
     folds them into a running log-sum-exp and a running first argmax (a later chunk wins only
-    with a strictly larger logit, as `argmax` takes the first maximum). On a CPU that is
-    2-3x faster than the full logits followed by log-sum-exp and argmax passes over them;
-    the head is most of an evaluation's cost."""
+    with a strictly larger logit, as `argmax` takes the first maximum): faster than the full
+    logits followed by log-sum-exp and argmax passes over them (docs/performance.md), and the
+    head is most of an evaluation's cost.
+
+    Args:
+        hidden: (N, D) final hidden states; embedding: (V, D) tied embedding; targets: (N,)
+        ids; weights: (N,) per-token weights (0 for padding). Returns (nll_sum, correct)."""
     chunks, offsets = vocab_chunks(embedding)
     hidden_t = hidden.T  # (D, N)
     n_tokens = targets.shape[0]
@@ -111,7 +114,7 @@ def window_sums(params: Params, windows: jax.Array, weights: jax.Array, arch: Ar
         hidden = masked_hidden(params, window[:, :-1], arch, space,
                                conditional=conditional)  # (B, T, D)
         targets = window[:, 1:]
-        sums = _head_sums(hidden.reshape(-1, hidden.shape[-1]), embedding, targets.reshape(-1),
+        sums = head_sums(hidden.reshape(-1, hidden.shape[-1]), embedding, targets.reshape(-1),
                           jnp.broadcast_to(weight[:, None], targets.shape).reshape(-1))
         return (carry[0] + sums[0], carry[1] + sums[1]), None
 
@@ -241,93 +244,5 @@ class Evaluator:
         return QualityResult(nll, correct, self.tokens)
 
 
-# ---------------------------------------------------------------------------- from a run
-def run_validation_windows(run_dir: str | Path, meta: dict[str, Any], n_windows: int,
-                           seq: int | None = None, data_dir: str | Path | None = None
-                           ) -> np.ndarray:
-    """The run's fixed validation windows (n_windows, seq + 1); seq defaults to the training
-    sequence length of the checkpoint's config."""
-    from hwgpt_jax.data.corpus import load_shards, validation_windows
-
-    config = meta.get("config", {})
-    seq = seq or int(config.get("train", {}).get("seq_len", 0)) or None
-    if seq is None:
-        raise ValueError("the checkpoint's config has no train.seq_len; pass seq")
-    run_dir = Path(run_dir)
-    if run_dir.name == "checkpoints":
-        run_dir = run_dir.parent
-    data_dir = Path(data_dir or config.get("data", {}).get("data_dir") or run_dir / "data")
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"token shards of the run not found at {data_dir}; pass the "
-                                f"data folder explicitly")
-    return validation_windows(load_shards(data_dir), seq, max_windows=n_windows)
-
-
-def quality_table(archs: Arch, space: SearchSpace, result: QualityResult,
-                  **metadata: Any) -> pd.DataFrame:
-    """One row per arch: arch columns, arch_id, perplexity, accuracy, loss, tokens, metadata."""
-    records = space.to_records(archs)
-    table = pd.DataFrame({
-        "arch_id": space.arch_ids(archs), "scale": space.scale,
-        "embed_dim": [r["embed_dim"] for r in records],
-        "n_layer": [r["n_layer"] for r in records],
-        "n_head": [r["n_head"] for r in records],
-        "mlp_ratio": [r["mlp_ratio"] for r in records],
-        "bias": [r["bias"] for r in records],
-        "perplexity": result.perplexity, "accuracy": result.accuracy, "loss": result.loss,
-        "tokens": result.tokens,
-    })
-    return table.assign(**metadata, **versions())
-
-
-def quality_observations(table: pd.DataFrame) -> pd.DataFrame:
-    """The long form of a quality table (columns arch_id, scale, metric, device, value, unit)
-    that the surrogate fitter reads; quality is device independent (device "")."""
-    long = table.melt(id_vars=["arch_id", "scale"], value_vars=["perplexity", "accuracy"],
-                      var_name="metric", value_name="value")
-    return long.assign(device="", unit="")[["arch_id", "scale", "metric", "device", "value",
-                                            "unit"]]
-
-
-def evaluate_checkpoint(checkpoint: str | Path, archs: Arch | None, out: str | Path, *,
-                        n: int | None = None, seed: int = 0, windows: int = 16,
-                        batch_archs: int = 8, seq: int | None = None,
-                        data_dir: str | Path | None = None,
-                        arch_file_scale: str | None = None,
-                        on_chunk: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Evaluate archs (or n unique archs sampled with `seed`) of a trained run into `out`.
-
-    Args:
-        checkpoint: the run folder of `hwgpt train` (or its `checkpoints/` subfolder).
-        archs: archs to evaluate, or None to sample `n` with `seed`.
-        arch_file_scale: the scale the archs were read for (must equal the checkpoint's).
-    """
-    from hwgpt_jax.model.checkpoints import load_trained_params  # imports orbax: only here
-    from hwgpt_jax.space.arch import get_space
-
-    out = Path(out)
-    check_output(out, overwrite=True, flag="output path")
-    params, meta = load_trained_params(checkpoint)
-    space = get_space(meta["scale"])
-    if arch_file_scale is not None and arch_file_scale != space.scale:
-        raise ValueError(f"archs are of scale {arch_file_scale!r} but the checkpoint in "
-                         f"{checkpoint} is of scale {space.scale!r}")
-    sampled = archs is None
-    if sampled:
-        if n is None or n < 1:
-            raise ValueError(f"n={n!r}; expected a positive number of archs to sample")
-        archs = space.sample_unique(jax.random.key(seed), n)
-    archs = space.validate(archs)
-    tokens = run_validation_windows(checkpoint, meta, windows, seq, data_dir)
-    evaluator = Evaluator(params, space, tokens, batch_archs=batch_archs)
-    result = evaluator.evaluate(archs, on_chunk=on_chunk)
-    table = quality_table(
-        archs, space, result, checkpoint=str(Path(checkpoint).resolve()),
-        checkpoint_step=int(meta["step"]), seq=evaluator.seq, windows=len(tokens),
-        eval_platform=jax.devices()[0].platform,
-        arch_seed=seed if sampled else None)
-    write_parquet_atomic(table, out, metadata={
-        "scale": space.scale, "checkpoint_step": int(meta["step"]), "seq": evaluator.seq,
-        "windows": len(tokens), "batch_archs": batch_archs, "compiles": evaluator.compiles,
-        "train_config": meta.get("config"), **versions()})
-    return table
+__all__ = ["EVAL_TOKENS", "Evaluator", "QualityResult", "batch_windows", "check_windows",
+           "head_sums", "window_sums"]

@@ -1,2 +1,3 @@
-"""The weight-sharing supernet as Flax NNX modules, dense extraction, parameter slicing, the
-optimizer and checkpoint loading."""
+"""The weight-sharing supernet as Flax NNX modules (`supernet`), parameter slicing (`params`),
+the training step's pure functions (`step`), the optimizer (`optim`), training checkpoints
+(`checkpoints`) and the dense model folder format (`dense`)."""

@@ -5,6 +5,9 @@ Each checkpoint step (orbax, items `state`, `data`, `meta`) records in its meta:
   iterator's state and the meta itself (without this field). Readers recompute it after
   restoring, so flipped bytes, an edited meta field or a mixed-up item fail with a one-line
   error naming the checkpoint folder instead of giving NaN tables;
+- `params_sha256`: the same digest over the parameters and the meta only (without both
+  digests), so evaluation can restore and verify the parameters alone, without the optimizer
+  state or an optimizer to give its shapes;
 - `data_fingerprint`: what identifies the token stream (corpus description and content hash,
   tokenizer hash, split seed and fraction) and the sha256 of the token shards.
 `check_resume` compares a new configuration with the recorded one: only `RESUMABLE` fields
@@ -13,7 +16,9 @@ Each checkpoint step (orbax, items `state`, `data`, `meta`) records in its meta:
 The `state` item holds the supernet's `nnx.state` as a plain dict (`model.Supernet.params`)
 and the optimizer state; `format_version` in the meta names that layout, and a checkpoint of
 another format is refused with a one-line error. `load_trained_params` is what evaluation,
-export and search read a trained supernet with.
+export and search read a trained supernet with: a partial orbax restore of the `params`
+subtree. Checkpoints saved before `params_sha256` existed are restored whole (their digest
+covers the optimizer state, whose shapes come from rebuilding the recorded optimizer).
 """
 
 from __future__ import annotations
@@ -28,10 +33,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from hwgpt_jax.model.optim import make_optimizer
 from hwgpt_jax.model.supernet import Params, Supernet
 from hwgpt_jax.space.arch import get_space
-from hwgpt_jax.stages.train_config import ExperimentConfig
 
 # Fields a resumed run may change: they do not alter the training trajectory.
 # The layout of the `state` item: 2 = `{"params": Supernet nnx.state as a dict, "opt_state"}`.
@@ -56,6 +59,21 @@ def state_digest(state: Any, data_state: Any, meta: dict[str, Any]) -> str:
     rest = {"data": data_state, "meta": {k: v for k, v in meta.items() if k != "sha256"}}
     digest.update(json.dumps(rest, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def params_digest(params: Params, meta: dict[str, Any]) -> str:
+    """sha256 of the parameter arrays and meta (less `sha256` and `params_sha256`)."""
+    rest = {k: v for k, v in meta.items() if k != "params_sha256"}
+    return state_digest({"params": params}, None, rest)
+
+
+def seal_meta(tree: dict[str, Any], data_state: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` as it reads back from JSON, with `params_sha256` and `sha256` added: the
+    digests of the state `tree` ({"params", "opt_state"}) that readers verify."""
+    meta = json.loads(json.dumps(meta))  # tuples become lists, as on reading
+    meta["params_sha256"] = params_digest(tree["params"], meta)
+    meta["sha256"] = state_digest(tree, data_state, meta)
+    return meta
 
 
 def shards_sha256(shards: Any) -> str:
@@ -110,7 +128,9 @@ def restore_verified(manager: ocp.CheckpointManager, folder: Path, step: int,
 
 def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, Any]]:
     """Supernet parameters (`Supernet.params` layout) and metadata of the latest checkpoint in
-    `checkpoint_dir` (a run folder or its `checkpoints/` subfolder), checksum verified."""
+    `checkpoint_dir` (a run folder or its `checkpoints/` subfolder), checksum verified.
+
+    Only the `params` subtree is read (no optimizer state, no optimizer built)."""
     path = Path(checkpoint_dir).resolve()
     if (path / "checkpoints").is_dir():
         path = path / "checkpoints"
@@ -122,17 +142,43 @@ def load_trained_params(checkpoint_dir: str | Path) -> tuple[Params, dict[str, A
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
         meta = restore_meta(manager, path, step)
-        optimizer = make_optimizer(ExperimentConfig.from_dict(meta["config"]))
         space = get_space(meta["scale"])
-
-        def fresh() -> dict[str, Any]:
-            params = Supernet(space, rngs=nnx.Rngs(0)).params()
-            return {"params": params, "opt_state": optimizer.init(params)}
-
-        restored, _ = restore_verified(manager, path, step, jax.eval_shape(fresh), meta)
+        abstract = jax.eval_shape(lambda: Supernet(space, rngs=nnx.Rngs(0)).params())
+        if "params_sha256" not in meta:  # saved before the params digest existed
+            return _restore_whole(manager, path, step, abstract, meta)["params"], meta
+        params = _restore_params(manager, path / str(step), step, abstract)
     finally:
         manager.close()
-    return restored["params"], meta
+    if params_digest(jax.device_get(params), meta) != meta["params_sha256"]:
+        raise CheckpointError(f"checkpoint {path / str(step)}: its parameters or metadata do "
+                              f"not match the sha256 recorded at save; the checkpoint is "
+                              f"damaged or was edited")
+    return params, meta
+
+
+def _restore_params(manager: ocp.CheckpointManager, where: Path, step: int,
+                    abstract: Params) -> Params:
+    """The `params` subtree of the `state` item (an orbax partial restore)."""
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item={"params": abstract}, partial_restore=True)))
+    except Exception as err:  # orbax raises many types; the user needs one clear message
+        raise CheckpointError(f"checkpoint {where} cannot be restored ({_first_line(err)}); "
+                              f"the checkpoint is damaged") from None
+    return restored["state"]["params"]
+
+
+def _restore_whole(manager: ocp.CheckpointManager, path: Path, step: int, abstract: Params,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    """Params and optimizer state of a checkpoint whose only digest covers both: the state's
+    shapes come from the optimizer its recorded config builds."""
+    from hwgpt_jax.model.optim import OptimConfig, make_optimizer
+
+    config = meta["config"]
+    optimizer = make_optimizer(OptimConfig(**config.get("optim", {})),
+                               int(config["train"]["steps"]))
+    target = {"params": abstract, "opt_state": jax.eval_shape(optimizer.init, abstract)}
+    return restore_verified(manager, path, step, target, meta)[0]
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

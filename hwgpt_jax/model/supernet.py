@@ -55,10 +55,11 @@ from hwgpt_jax.model.params import (
 )
 from hwgpt_jax.space.arch import Arch, SearchSpace
 
-__all__ = ["Block", "DenseBlock", "DenseGPT", "Params", "Supernet", "check_params", "check_tokens",
-           "dense_forward", "extract", "forward", "forward_batched", "init_params",
-           "masked_forward", "masked_forward_batched", "masked_hidden", "param_count",
-           "slice_embed_dim", "vocab_chunks", "weight_decay_mask"]
+__all__ = ["Block", "DenseBlock", "DenseGPT", "Params", "Supernet", "apply_rope", "check_params",
+           "check_tokens", "dense_forward", "extract", "forward", "forward_batched", "gelu",
+           "init_params", "masked_forward", "masked_forward_batched",
+           "masked_forward_batched_jit", "masked_forward_jit", "masked_hidden", "param_count",
+           "rope_tables", "slice_embed_dim", "vocab_chunks", "weight_decay_mask"]
 
 LAYER_NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
@@ -77,7 +78,7 @@ def vocab_chunks(embedding: jax.Array) -> tuple[jax.Array, jax.Array]:
             jnp.arange(0, vocab, size, dtype=jnp.int32))
 
 
-def _rope_tables(seq: int, head_size: int) -> tuple[jax.Array, jax.Array]:
+def rope_tables(seq: int, head_size: int) -> tuple[jax.Array, jax.Array]:
     """cos, sin of shape (T, R) for the first R = head_size/2 dims (NeoX: frequencies
     repeated for the two halves)."""
     rope_dims = int(head_size * ROPE_FRACTION)
@@ -87,7 +88,7 @@ def _rope_tables(seq: int, head_size: int) -> tuple[jax.Array, jax.Array]:
     return jnp.cos(angles), jnp.sin(angles)
 
 
-def _apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotate-half RoPE on the first R dims of x (B, T, H, S); the rest passes through."""
     rope_dims = cos.shape[-1]
     rotated, passed = x[..., :rope_dims], x[..., rope_dims:]
@@ -101,18 +102,18 @@ def _causal_attention(qkv: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Arr
     """qkv (B, T, 3, H, S) -> causal attention output (B, T, H, S) with RoPE on q and k; the
     kernel is the platform's (`attention.attention_path`)."""
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, S)
-    return causal_attention(_apply_rope(q, cos, sin), _apply_rope(k, cos, sin), v)
+    return causal_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
 
 
 @jax.custom_jvp
-def _gelu(x: jax.Array) -> jax.Array:
+def gelu(x: jax.Array) -> jax.Array:
     """Exact (erf) GELU. Its derivative Phi(x) + x phi(x) is formed once, in the forward pass,
     so the backward pass reads one saved array instead of re-deriving erfc's pieces (autodiff
     of `jax.nn.gelu` saved four (tokens, hidden) arrays per layer)."""
     return jax.nn.gelu(x, approximate=False)
 
 
-@_gelu.defjvp
+@gelu.defjvp
 def _gelu_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]
               ) -> tuple[jax.Array, jax.Array]:
     (x,), (t,) = primals, tangents
@@ -204,7 +205,7 @@ class Block(nnx.Module):
         hidden_max = self.fc_kernel.shape[-1]
         pre = _saved_padded(h @ self.fc_kernel[:, :n] + ctx.use_bias * self.fc_bias[:n],
                             hidden_max, 2, "mlp_pre")
-        h = _gelu(pre) * hidden[:n]
+        h = gelu(pre) * hidden[:n]
         return h @ self.proj_kernel[:n] + ctx.use_bias * self.proj_bias[...]
 
     def __call__(self, x: jax.Array, heads: jax.Array, hidden: jax.Array,
@@ -294,7 +295,7 @@ class Supernet(nnx.Module):
         hidden_units = arch.mlp_ratio * arch.embed_dim
         hidden_mask = (jnp.arange(hidden_max)[None, :] < hidden_units[:, None]).astype(dtype)
         layer_active = jnp.arange(space.max_layers) < arch.n_layer
-        cos, sin = _rope_tables(tokens.shape[1], space.head_size)
+        cos, sin = rope_tables(tokens.shape[1], space.head_size)
         ctx = _Context(dim_mask, arch.embed_dim.astype(jnp.float32), arch.bias.astype(dtype),
                        cos, sin, tuple(n for n in space.n_heads if n <= heads_max),
                        tuple(hidden_max * r // max(space.mlp_ratios) for r in space.mlp_ratios),
@@ -356,8 +357,9 @@ def masked_forward_batched(params: Params, tokens: jax.Array, archs: Arch, space
         params, tokens, archs, space, compute_dtype)
 
 
-_masked_forward_jit = jax.jit(masked_forward, static_argnames=("space", "compute_dtype"))
-_masked_forward_batched_jit = jax.jit(masked_forward_batched,
+# The compiled entry points behind `forward` / `forward_batched` (one program per space).
+masked_forward_jit = jax.jit(masked_forward, static_argnames=("space", "compute_dtype"))
+masked_forward_batched_jit = jax.jit(masked_forward_batched,
                                       static_argnames=("space", "compute_dtype"))
 
 
@@ -390,7 +392,7 @@ def forward(params: Params, tokens: Any, arch: Arch, space: SearchSpace,
                          f"{arch.batch_shape}; use forward_batched")
     check_tokens(tokens, space)
     check_params(params, space)
-    return _masked_forward_jit(params, jnp.asarray(tokens), arch, space, compute_dtype)
+    return masked_forward_jit(params, jnp.asarray(tokens), arch, space, compute_dtype)
 
 
 def forward_batched(params: Params, tokens: Any, archs: Arch, space: SearchSpace,
@@ -402,7 +404,7 @@ def forward_batched(params: Params, tokens: Any, archs: Arch, space: SearchSpace
                          f"{archs.batch_shape}")
     check_tokens(tokens, space)
     check_params(params, space)
-    return _masked_forward_batched_jit(params, jnp.asarray(tokens), archs, space,
+    return masked_forward_batched_jit(params, jnp.asarray(tokens), archs, space,
                                        compute_dtype)
 
 
@@ -435,7 +437,7 @@ class DenseBlock(nnx.Module):
                           self.attn_out_kernel[...].astype(dtype))
         attn = attn + self._bias("attn_out_bias", dtype)
         h = _layer_norm(x, self.ln2_scale[...].astype(dtype), self.ln2_bias[...].astype(dtype))
-        h = _gelu(h @ self.fc_kernel[...].astype(dtype) + self._bias("fc_bias", dtype))
+        h = gelu(h @ self.fc_kernel[...].astype(dtype) + self._bias("fc_bias", dtype))
         return (x + attn + h @ self.proj_kernel[...].astype(dtype)
                 + self._bias("proj_bias", dtype))
 
@@ -457,7 +459,7 @@ class DenseGPT(nnx.Module):
         dtype = compute_dtype or embedding.dtype
         embedding = embedding.astype(dtype)
         head_size = self.blocks[0].qkv_kernel.shape[-1] if len(self.blocks) else 2
-        cos, sin = _rope_tables(tokens.shape[1], head_size)
+        cos, sin = rope_tables(tokens.shape[1], head_size)
         x = embedding[tokens]  # (B, T, d)
         for block in self.blocks:
             x = block(x, cos, sin)

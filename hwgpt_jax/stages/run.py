@@ -26,17 +26,18 @@ import jax
 import numpy as np
 import pandas as pd
 
+from hwgpt_jax.base.config import config_to_dict, load_config, replace_config
 from hwgpt_jax.base.files import read_parquet_checked, write_parquet_atomic, write_text_atomic
 from hwgpt_jax.measure.profiler import device_slug
-from hwgpt_jax.measure.quality import evaluate_checkpoint
 from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space.arch import Arch, get_space
 from hwgpt_jax.stages import fit as fit_stage
 from hwgpt_jax.stages import profile as profile_stage
 from hwgpt_jax.stages import report as report_lib
 from hwgpt_jax.stages import search as search_stage
+from hwgpt_jax.stages.evaluate import evaluate_checkpoint
 from hwgpt_jax.stages.train import Trainer
-from hwgpt_jax.stages.train_config import ExperimentConfig
+from hwgpt_jax.stages.train_config import TrainConfig
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -89,11 +90,11 @@ class Pipeline:
         self.space = get_space(config.scale)
         self.progress = progress or (lambda stage, info: None)
         self.device = device_slug(jax.devices()[0])
-        self.train_config = ExperimentConfig.from_toml(find_preset("train", config.scale))
+        self.train_config = load_config(TrainConfig, find_preset("train", config.scale))
         overrides = dict(config.train_overrides)
         if config.train_steps is not None:
             overrides["steps"] = config.train_steps
-        self.train_config = self.train_config.replace(train=overrides)
+        self.train_config = replace_config(self.train_config, train=overrides)
         self.profile_config = profile_stage.ProfileConfig.preset(
             config.scale, scale=config.scale, reps=config.profile_reps,
             archs=str(self.out / "profile_archs.json"))
@@ -104,7 +105,7 @@ class Pipeline:
     def stage_config(self, name: str) -> dict[str, Any]:
         c = self.config
         own = {
-            "train": {"train": self.train_config.to_dict()},
+            "train": {"train": config_to_dict(self.train_config)},
             "evaluate": {"n": c.n_evaluate, "windows": c.eval_windows, "seed": c.seed},
             "profile": {"n": c.n_profile,
                         "profile": dataclasses.asdict(self.profile_config.settings()),

@@ -318,7 +318,7 @@ def resolve_sources(config: SearchConfig) -> Sources:
     sources.info = {"checkpoint": config.checkpoint, "checkpoint_step": int(meta["step"])}
     named = list(config.objectives) + [parse_constraint(c)[0] for c in config.constraints]
     if SUPERNET_METRIC in named:
-        from hwgpt_jax.measure.quality import run_validation_windows
+        from hwgpt_jax.stages.evaluate import run_validation_windows
 
         windows = run_validation_windows(config.checkpoint, meta, config.val_windows)
         sources.supernet = supernet_perplexity(jax.device_get(params), windows, sources.space)
