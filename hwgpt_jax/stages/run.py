@@ -31,12 +31,12 @@ from hwgpt_jax.base.files import read_parquet_checked, write_parquet_atomic, wri
 from hwgpt_jax.measure.profiler import device_slug
 from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space.arch import Arch, get_space
+from hwgpt_jax.stages import evaluate as evaluate_stage
 from hwgpt_jax.stages import fit as fit_stage
 from hwgpt_jax.stages import profile as profile_stage
 from hwgpt_jax.stages import report as report_lib
 from hwgpt_jax.stages import search as search_stage
-from hwgpt_jax.stages.evaluate import evaluate_checkpoint
-from hwgpt_jax.stages.train import Trainer
+from hwgpt_jax.stages import train as train_stage
 from hwgpt_jax.stages.train_config import TrainConfig
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -165,12 +165,10 @@ class Pipeline:
         # --fresh) must not survive beside the new ones. The token shards are kept (reused when
         # their manifest matches).
         shutil.rmtree(self.out / "train" / "checkpoints", ignore_errors=True)
-        trainer = Trainer(self.train_config, self.out / "train")
         total = self.train_config.train.steps
-        last = trainer.run(on_metrics=lambda m: self.progress("train", {
-            "step": m["step"], "total": total, "loss": m["loss"]}))
-        trainer.close()
-        return {"final": last}
+        summary = train_stage.run(self.train_config, self.out / "train", on_metrics=lambda m: (
+            self.progress("train", {"step": m["step"], "total": total, "loss": m["loss"]})))
+        return {"final": summary}
 
     def evaluate(self) -> dict[str, Any]:
         done = [0]
@@ -179,10 +177,11 @@ class Pipeline:
             done[0] += archs_in_chunk
             self.progress("evaluate", {"done": done[0], "total": self.config.n_evaluate})
 
-        table = evaluate_checkpoint(
-            self.out / "train", None, self.out / "quality.parquet", n=self.config.n_evaluate,
-            seed=self.config.seed, windows=self.config.eval_windows, on_chunk=on_chunk)
-        return {"archs": len(table)}
+        config = evaluate_stage.EvaluateConfig(
+            checkpoint=str(self.out / "train"), n=self.config.n_evaluate, seed=self.config.seed,
+            windows=self.config.eval_windows)
+        summary = evaluate_stage.run(config, self.out / "quality.parquet", on_chunk=on_chunk)
+        return {"archs": summary["archs"]}
 
     def profile(self) -> dict[str, Any]:
         # The first evaluated archs plus the two extremes, so the surrogates see the whole
@@ -236,9 +235,9 @@ class Pipeline:
         pareto = read_parquet_checked(self.out / "search" / "latency" / "pareto.parquet")
         chosen = choose_archs(pareto, self.studies["latency"], self.config.n_chosen)
         archs = self.space.from_ids(chosen["arch_id"].tolist())
-        quality = evaluate_checkpoint(self.out / "train", archs,
-                                      self.out / "chosen_quality.parquet",
-                                      windows=self.config.eval_windows)
+        quality = evaluate_stage.evaluate_checkpoint(
+            self.out / "train", archs, self.out / "chosen_quality.parquet",
+            windows=self.config.eval_windows)
         hardware = profile_stage.profile_archs(archs, self.space, self.profile_config,
                                                self.out / "chosen_profile.parquet")
         latency = (hardware[hardware["metric"] == "latency"].groupby("arch_id")["value"]
