@@ -29,7 +29,7 @@ from hwgpt_jax.surrogates import (
     predict,
     split_archs,
 )
-from hwgpt_jax.surrogates.conformal import interpolation_matrix
+from hwgpt_jax.surrogates.conformal import cross_calibrate, interpolation_matrix
 from hwgpt_jax.surrogates.io import load_benchmark, save_benchmark
 from hwgpt_jax.surrogates.mlp import QuantileMLP, init_mlp
 from hwgpt_jax.surrogates.model import SurrogateNet, base_quantiles
@@ -66,9 +66,10 @@ def fitted():
     latency, ppl = synthetic(seed=0, n=8000, repeats=4)
     train, fresh = np.arange(4500), np.arange(4500, 8000)
     config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
-                             transform="log", family="mlp", **SMALL)
+                             transform="log", family="mlp", calibration="split", **SMALL)
     quantile = fit_surrogate(latency.subset(train), config)
-    point_config = SurrogateConfig(kind="mlp", **{**SMALL, "max_steps": 1500})
+    point_config = SurrogateConfig(kind="mlp", calibration="split",
+                                   **{**SMALL, "max_steps": 1500})
     point = fit_surrogate(ppl.subset(train), point_config)
     return quantile, point, latency.subset(fresh), ppl.subset(fresh)
 
@@ -258,7 +259,7 @@ def test_corrections_come_from_the_calibration_split_only(fitted):
     quantile, _, _, _ = fitted
     data = synthetic(seed=0, n=8000, repeats=4)[0].subset(np.arange(4500))
     config = SurrogateConfig(kind="quantile", calib_fraction=0.4, encoding="onehot",
-                             transform="log", family="mlp", **SMALL)
+                             transform="log", family="mlp", calibration="split", **SMALL)
     calib = split_archs(len(data), config)["calib"]
     assert quantile.spec.fit_report["n_calib"] == len(calib) == 1800
     state = quantile.state
@@ -272,6 +273,51 @@ def test_corrections_come_from_the_calibration_split_only(fitted):
         scores = cqr_scores(ends[:, 0], ends[:, 1], z)
         expected = brute_force_conformal_quantile(scores, level)
         assert float(state["corrections"][i]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_cross_calibrate_scores_each_arch_out_of_fold_with_the_pooled_rank_rule():
+    """NumPy oracle: every held arch is scored by a model that did not see it, each arch
+    exactly once (but the n mod K left over), and E_c is the rank rule on the pooled scores."""
+    rng = np.random.default_rng(3)
+    n, folds, levels = 103, 5, (0.1, 0.5, 0.9)
+    x = rng.normal(size=n)
+    y = (2 * x)[:, None] + rng.normal(size=(n, 2))
+    seen, scored = [], []
+
+    def fold_base(train, held):
+        assert not set(train) & set(held) and len(set(train) | set(held)) == n
+        slope = np.polyfit(x[train], y[train].mean(1), 1)[0]  # the fold's model
+        seen.append(slope)
+        scored.append(held)
+        median = slope * x[held]
+        return np.stack([median - 1.0, median, median + 1.0], axis=1)
+
+    corrections = cross_calibrate(fold_base, y, folds, levels, (0.5, 0.8), seed=1)
+    held = np.concatenate(scored)
+    assert len(held) == len(set(held)) == n - n % folds and len(seen) == folds
+    base = np.concatenate([np.stack([s * x[h] - 1, s * x[h], s * x[h] + 1], 1)
+                           for s, h in zip(seen, scored, strict=True)])
+    for i, level in enumerate((0.5, 0.8)):
+        ends = base @ interpolation_matrix(levels, [(1 - level) / 2, (1 + level) / 2])
+        expected = brute_force_conformal_quantile(cqr_scores(ends[:, 0], ends[:, 1], y[held]),
+                                                  level)
+        assert corrections[i] == pytest.approx(expected, abs=1e-5)
+
+
+def test_cross_conformal_fit_covers_fresh_archs_and_trains_on_every_non_validation_arch():
+    """Known truth (log-normal, arch-dependent noise): the cross-conformal intervals of a
+    ridge model and of a short ensemble cover fresh archs at nominal, and all archs but the
+    validation ones are training archs and calibration archs at once."""
+    latency = synthetic(seed=12, n=6000, repeats=3)[0]
+    train, fresh = latency.subset(np.arange(3000)), latency.subset(np.arange(3000, 6000))
+    for family in ("linear", "ensemble"):
+        config = SurrogateConfig(family=family, transform="log", calibration="cv",
+                                 calib_folds=4, **{**SMALL, "max_steps": 200})
+        surrogate = fit_surrogate(train, config)
+        report = surrogate.spec.fit_report
+        assert (report["calibration"], report["n_train"], report["n_calib"]) == ("cv", 2700, 2700)
+        for level in (0.5, 0.8, 0.9):
+            assert abs(coverage(surrogate, fresh, level) - level) < 0.025, (family, level)
 
 
 def test_conformal_coverage_of_a_fitted_quantile_mlp_on_fresh_archs(fitted):
@@ -350,6 +396,10 @@ def test_bad_config_values_are_named():
         SurrogateConfig(kind="gauss")
     with pytest.raises(ValueError, match="contain 0.5"):
         SurrogateConfig(levels=(0.1, 0.9))
+    with pytest.raises(ValueError, match="calibration='jackknife'"):
+        SurrogateConfig(calibration="jackknife")
+    with pytest.raises(ValueError, match="calib_folds=1"):
+        SurrogateConfig(calib_folds=1)
 
 
 def test_default_presets_file_equals_default_config():
@@ -377,7 +427,7 @@ def test_gp_family_fits_saves_and_loads(tmp_path):
     data, the calibrated intervals cover fresh archs, and a saved folder loads equal."""
     latency, _ = synthetic(seed=11, n=600, repeats=2)
     train, fresh = latency.subset(np.arange(400)), latency.subset(np.arange(400, 600))
-    gp = fit_surrogate(train, SurrogateConfig(family="gp", **SMALL))
+    gp = fit_surrogate(train, SurrogateConfig(family="gp", calibration="split", **SMALL))
     assert gp.spec.family == "linear+gp" and gp.spec.gp_points == gp.spec.fit_report["n_train"]
     features = encode(fresh.archs, SPACE, "costs")
     median = np.asarray(predict(gp.spec, gp.state, features, "median"))

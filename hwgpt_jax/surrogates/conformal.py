@@ -26,6 +26,18 @@ distributed with a spread of about sqrt(c (1 - c) / n_eff), n_eff between n (nea
 repeats, e.g. GPU latency) and n R (independent repeats, e.g. GPU energy). Hence the large
 calibration share of `SurrogateConfig` (see hwgpt_jax/surrogates/fit.py).
 
+Cross-conformal calibration (`cross_calibrate`, `SurrogateConfig.calibration = "cv"`): the
+archs are cut into K folds; fold k's scores come from the selected model refitted on the other
+folds, so every arch is scored by a model that never saw it and the final model trains on all
+of them. The rule above is applied to the pooled out-of-fold scores and the corrections shift
+the final model. This is the K-fold "CV" interval of Barber, Candes, Ramdas & Tibshirani
+(2021, "Predictive inference with the jackknife+", Ann. Stat.) with CQR scores, not CV+: CV+
+evaluates all K fold models at query time (K times the cost) and only that is guaranteed
+distribution-free (at 1 - 2 alpha); the CV interval keeps one model and today's query cost and
+covers when the fit is stable. Fold models see (K - 1) / K of the data, so if anything their
+scores overstate the final model's errors (over-coverage); coverage is validated on held-out
+archs (benchmarks/validate_surrogates.py).
+
 Base quantiles at levels the model does not predict are linearly interpolated between its
 levels and clamped to its outermost ones (CQR stays valid for any base pair; only the width
 suffers). Corrections are computed for a grid of central levels and stored with the model; a
@@ -36,11 +48,13 @@ function.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from hwgpt_jax.surrogates.linear import kfold_indices
 
 CENTRAL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 _TOL = 1e-6
@@ -111,6 +125,27 @@ def calibrate(base_quantiles: np.ndarray, levels: Sequence[float], observations:
         for i, c in enumerate(central_levels)
     ]
     return np.asarray(corrections, np.float32)
+
+
+def cross_calibrate(fold_base: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                    observations: np.ndarray, folds: int, levels: Sequence[float],
+                    central_levels: Sequence[float] = CENTRAL_LEVELS, seed: int = 0
+                    ) -> np.ndarray:
+    """Cross-conformal CQR corrections E_c, (C,) (module docstring).
+
+    Args:
+        fold_base: fold_base(train_rows, held_rows) -> (len(held_rows), Q) base quantiles of
+            the held rows from the model refitted on the train rows (indices into
+            `observations`).
+        observations: (N, R) observations of all N archs (transformed scale), NaN if missing.
+        folds: K; the N mod K archs left over by `kfold_indices` train in every fold and are
+            not scored.
+        levels, central_levels: as in `calibrate`.
+        seed: the fold assignment's seed.
+    """
+    train, held = kfold_indices(len(observations), folds, seed)
+    base = np.concatenate([fold_base(train[k], held[k]) for k in range(folds)])
+    return calibrate(base, levels, np.asarray(observations)[held.ravel()], central_levels)
 
 
 def _correction_index(taus: Sequence[float], central_levels: Sequence[float]

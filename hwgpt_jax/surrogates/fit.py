@@ -1,19 +1,13 @@
 """Fitting a surrogate: splits, target standardization, optax training with early stopping,
-and conformal calibration (Romano et al. 2019) on a held-out split.
+and conformal calibration (Romano et al. 2019; the rule is in hwgpt_jax/surrogates/conformal.py).
 
-The archs of a `MetricData` are split (by an explicit seed) into train / validation /
-calibration parts (50 / 10 / 40 % by default); every repeated observation of an arch stays with
-its arch, so the validation loss and the conformal coverage are measured on unseen
-architectures (the calibration rule is in hwgpt_jax/surrogates/conformal.py). The calibration
-share is large because the coverage that split conformal achieves for one calibration split
-fluctuates by about sqrt(c (1 - c) / n_calib) when an arch has one observation or
-near-identical repeats. On the published m data a 20 % share (1,600 archs) gave 1.25 points of
-spread (sd) at c = 0.5, as much as the 2,000-arch test split adds, and 8 of 243 coverages
-(seeds 0-2) missed nominal by more than 3 points; 40 % cuts that spread to 0.9 points (no miss,
-largest deviation 2.85 points) at a cost in accuracy of perplexity Kendall tau 0.915 -> 0.911
-and hardware MAPE +2.7 % relative on average (at most +5.6 %, energy:rtx3080), means of seeds
-0-2 of benchmarks/validate_surrogates.py; on s (seed 0) tau 0.965 -> 0.963 and MAPE +4.5 %
-relative on average, at most energy:a100 3.5 -> 4.4 %.
+The archs of a `MetricData` are split (by an explicit seed, every repeat of an arch with its
+arch) into train and validation parts (90 / 10 %). With `calibration = "cv"` (the default) the
+conformal scores are cross-conformal: K-fold refits of the selected model on the training part
+score every training arch, so the final model trains on all of it. With `"split"` a
+calibration part is held out (40 %, large because split-conformal coverage fluctuates by about
+sqrt(c (1 - c) / n_calib)) and the model trains on the remaining 50 %. Measurements behind
+these choices: docs/performance.md, "Surrogates".
 
 The model is chosen per key on the training split only (hwgpt_jax/surrogates/select.py): target
 transform, ridge penalty, ridge inputs (optionally with pair products of the cost features) and
@@ -56,14 +50,14 @@ from hwgpt_jax.space.encoding import (
     cost_summary_columns,
     encode,
 )
-from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate
+from hwgpt_jax.surrogates.conformal import CENTRAL_LEVELS, calibrate, cross_calibrate
 from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.gp_residual import fit_residual_gp
 from hwgpt_jax.surrogates.linear import n_products, ridge_design, ridge_fit
 from hwgpt_jax.surrogates.losses import pinball_loss, squared_error
 from hwgpt_jax.surrogates.mlp import ACTIVATIONS, init_mlp, monotone_quantiles
 from hwgpt_jax.surrogates.model import Surrogate, SurrogateSpec, base_quantiles, raw_outputs
-from hwgpt_jax.surrogates.select import FAMILIES, SelectionConfig, select_model
+from hwgpt_jax.surrogates.select import FAMILIES, Selection, SelectionConfig, select_model
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 QUALITY_METRICS = ("perplexity", "accuracy")
@@ -92,7 +86,9 @@ class SurrogateConfig:
     eval_every: int = 100
     patience: int = 6
     val_fraction: float = 0.1
-    calib_fraction: float = 0.4  # see the module docstring
+    calib_fraction: float = 0.4  # of "split" calibration (module docstring)
+    calibration: str = "cv"  # "cv" (cross-conformal, K folds) or "split" (module docstring)
+    calib_folds: int = 10  # folds of "cv" calibration
     seed: int = 0
     gp_max_archs: int = 1000  # the "gp" candidate is tried up to this many training archs
 
@@ -101,7 +97,8 @@ class SurrogateConfig:
                   "activation": (self.activation, tuple(ACTIVATIONS)),
                   "transform": (self.transform, ("auto", "log", "identity")),
                   "family": (self.family, ("auto", *FAMILIES)),
-                  "encoding": (self.encoding, tuple(ENCODINGS))}
+                  "encoding": (self.encoding, tuple(ENCODINGS)),
+                  "calibration": (self.calibration, ("split", "cv"))}
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not valid; expected one of {list(allowed)}")
@@ -113,6 +110,8 @@ class SurrogateConfig:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "penalties", tuple(float(p) for p in self.penalties))
+        if self.calib_folds < 2:
+            raise ValueError(f"calib_folds={self.calib_folds}: expected at least 2")
         if (self.folds < 2 or self.ensemble_size < 2 or self.cv_steps < 1 or not self.penalties
                 or min(self.penalties) <= 0):
             raise ValueError(f"folds={self.folds}, ensemble_size={self.ensemble_size}, "
@@ -152,10 +151,11 @@ def load_presets(path: str | Path) -> dict[str, SurrogateConfig]:
 
 
 def split_archs(n: int, config: SurrogateConfig) -> dict[str, np.ndarray]:
-    """A seeded permutation cut into 'train', 'val' and 'calib' index arrays."""
+    """A seeded permutation cut into 'train', 'val' and 'calib' index arrays ('calib' is empty
+    for cross-conformal calibration, whose folds are cut from 'train')."""
     order = np.random.default_rng(config.seed).permutation(n)
     n_val = max(int(round(n * config.val_fraction)), 1)
-    n_calib = max(int(round(n * config.calib_fraction)), 1)
+    n_calib = max(int(round(n * config.calib_fraction)), 1) if config.calibration == "split" else 0
     if n - n_val - n_calib < 2:
         raise ValueError(f"{n} archs are too few to split into train/val/calib")
     return {"val": order[:n_val], "calib": order[n_val : n_val + n_calib],
@@ -176,24 +176,40 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
     selection = select_model(features[train], {t: _arch_median(z)[train] for t, (z, _, _) in
                                                scaled.items()}, _selection_config(config),
                              families, column_sets, quadratic, quadratic)
+    if selection.family == "gp":
+        selection = dataclasses.replace(
+            selection, gp_columns=quadratic or tuple(range(features.shape[1])))
     z, mean, std = scaled[selection.transform]
+    fit = functools.partial(_fit_model, selection, config, features, z)
+    head, state, report = fit(train, parts["val"])
+    if selection.family == "gp":  # the GP is conditioned on the training archs, not trained
+        report["note"] = "best_val_loss is the linear part's; the GP has no training steps"
+    if config.calibration == "split":
+        calib = parts["calib"]
+        base = np.asarray(base_quantiles(head, state, jnp.asarray(features[calib])))
+        corrections = calibrate(base, config.levels, z[calib], config.central_levels)
+        calib_report = {"calibration": "split", "n_calib": len(calib)}
+    else:
+        def fold_base(rows: np.ndarray, held: np.ndarray) -> np.ndarray:
+            fold_head, fold_state, _ = fit(train[rows], parts["val"], report["best_step"])
+            return np.asarray(base_quantiles(fold_head, fold_state,
+                                             jnp.asarray(features[train[held]])))
+
+        folds = min(config.calib_folds, len(train) // 2)  # at least 2 archs per fold
+        if folds < 2:
+            raise ValueError(f"{len(data)} archs are too few to calibrate (cross-conformal "
+                             f"calibration needs 4 training archs, got {len(train)})")
+        corrections = cross_calibrate(fold_base, z[train], folds, config.levels,
+                                      config.central_levels, config.seed)
+        calib = train
+        calib_report = {"calibration": "cv", "calib_folds": folds,
+                        "n_calib": len(train) - len(train) % folds}
+        if folds < config.calib_folds:
+            calib_report["calib_note"] = (f"{len(train)} training archs: {folds} calibration "
+                                          f"folds instead of {config.calib_folds}")
+    calib_report["n_calib_observations"] = int(np.sum(~np.isnan(z[calib])))
     members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size, "gp": 0}[
         selection.family]
-    design = np.asarray(ridge_design(jnp.asarray(features[train]), selection.quadratic))
-    linear = _linear_head(design * selection.columns, z[train], selection.penalty, config)
-    family = "linear" if members == 0 else "linear+mlp"
-    head = _HeadSpec(family, config.activation, config.levels, selection.quadratic)
-    params, report = _train(head, linear, _init_members(config, features.shape[1], members),
-                            features, z, parts, config)
-    gp_state, gp_columns = None, ()
-    if selection.family == "gp":  # the GP is conditioned on the training archs, not trained
-        family, gp_columns = "linear+gp", quadratic or tuple(range(features.shape[1]))
-        mid = config.levels.index(0.5)
-        residual = _arch_median(z[train]) - (design @ np.asarray(linear["w"])[:, mid]
-                                             + float(linear["b"][mid]))
-        gp_state = fit_residual_gp(jnp.asarray(features[train][:, list(gp_columns)]),
-                                   jnp.asarray(residual))
-        report["note"] = "best_val_loss is the linear part's; the GP has no training steps"
     spec = SurrogateSpec(
         scale=data.scale, metric=data.metric, device=data.device, unit=data.unit,
         kind=config.kind, levels=config.levels, central_levels=config.central_levels,
@@ -201,20 +217,42 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
         encoding_version=ENCODING_VERSION, hidden=config.hidden, activation=config.activation,
         data_hash=data.data_hash(), n_archs=len(data),
         n_observations=int(np.sum(~np.isnan(data.observations))), seed=config.seed,
-        fit_report={**report, "selection": selection.report, "cost_features": cost_source(space),
-                    "config": _config_json(config)},
-        family=family, members=members, quadratic=selection.quadratic,
-        gp_columns=gp_columns, gp_points=len(train) if gp_state is not None else 0)
-    state = {"linear": linear, "target_mean": jnp.float32(mean), "target_std": jnp.float32(std)}
+        fit_report={**report, **calib_report, "selection": selection.report,
+                    "cost_features": cost_source(space), "config": _config_json(config)},
+        family=head.family, members=members, quadratic=selection.quadratic,
+        gp_columns=head.gp_columns, gp_points=len(train) if "gp" in state else 0)
+    state.update(target_mean=jnp.float32(mean), target_std=jnp.float32(std),
+                 corrections=jnp.asarray(corrections))
+    return Surrogate(spec, state)
+
+
+def _fit_model(selection: Selection, config: SurrogateConfig, features: np.ndarray,
+               z: np.ndarray, train: np.ndarray, val: np.ndarray, steps: int | None = None
+               ) -> tuple[_HeadSpec, dict[str, Any], dict[str, Any]]:
+    """The selected model fitted on the `train` archs (the networks early-stopped on `val`,
+    or run for exactly `steps` when given): its head spec, state (without the target scale
+    and corrections) and fit report."""
+    members = {"linear": 0, "mlp": 1, "ensemble": config.ensemble_size, "gp": 0}[
+        selection.family]
+    design = np.asarray(ridge_design(jnp.asarray(features[train]), selection.quadratic))
+    linear = _linear_head(design * selection.columns, z[train], selection.penalty, config)
+    family = {"linear": "linear", "gp": "linear+gp"}.get(selection.family, "linear+mlp")
+    head = _HeadSpec(family, config.activation, config.levels, selection.quadratic,
+                     selection.gp_columns)
+    params, report = _train(dataclasses.replace(head, family="linear" if members == 0 else
+                                                 "linear+mlp", gp_columns=()),
+                            linear, _init_members(config, features.shape[1], members),
+                            features, z, {"train": train, "val": val}, config, steps)
+    state: dict[str, Any] = {"linear": linear}
     if members:
         state["params"] = params
-    if gp_state is not None:
-        state["gp"] = gp_state
-    calib = parts["calib"]
-    base = np.asarray(base_quantiles(spec, state, jnp.asarray(features[calib])))
-    state["corrections"] = jnp.asarray(calibrate(base, config.levels, z[calib],
-                                                 config.central_levels))
-    return Surrogate(spec, state)
+    if selection.family == "gp":
+        mid = config.levels.index(0.5)
+        residual = _arch_median(z[train]) - (design @ np.asarray(linear["w"])[:, mid]
+                                             + float(linear["b"][mid]))
+        state["gp"] = fit_residual_gp(
+            jnp.asarray(features[train][:, list(selection.gp_columns)]), jnp.asarray(residual))
+    return head, state, report
 
 
 def _transforms(data: MetricData, config: SurrogateConfig) -> list[str]:
@@ -305,11 +343,12 @@ def _config_json(config: SurrogateConfig) -> dict[str, Any]:
 
 
 def _train(head: _HeadSpec, linear: dict, params: list | None, features: np.ndarray,
-           z: np.ndarray, parts: dict[str, np.ndarray], config: SurrogateConfig
-           ) -> tuple[list | None, dict[str, Any]]:
+           z: np.ndarray, parts: dict[str, np.ndarray], config: SurrogateConfig,
+           steps_fixed: int | None = None) -> tuple[list | None, dict[str, Any]]:
     """Adam(W) with cosine decay of the residual MLPs (the linear part stays fixed); returns
     the best-validation params (the start, i.e. the linear model alone, included) and a fit
-    report. Without members only the validation loss is computed."""
+    report; with `steps_fixed`, the params after that many steps (the same schedule).
+    Without members only the validation loss is computed."""
     n_train = len(parts["train"])
     batch = min(config.batch_size, n_train)
     optimizer, run_chunk, val_loss = _chunk_runner(dataclasses.replace(config, seed=0), batch,
@@ -321,20 +360,20 @@ def _train(head: _HeadSpec, linear: dict, params: list | None, features: np.ndar
     if params is not None:
         opt_state = optimizer.init(params)
         key = jax.random.key(config.seed + 1)
-        while steps < config.max_steps and stale < config.patience:
+        limit = config.max_steps if steps_fixed is None else steps_fixed
+        while steps < limit and (stale < config.patience or steps_fixed is not None):
             params, opt_state, key, train_loss, loss = run_chunk(params, opt_state, key,
                                                                  linear, *data)
             steps += config.eval_every
             history.append((steps, float(train_loss), float(loss)))
-            if float(loss) < best[0]:
+            if float(loss) < best[0] or steps_fixed is not None:
                 best, stale = (float(loss), params, steps), 0
             else:
                 stale += 1
     report = {"best_val_loss": best[0], "best_step": best[2], "steps": steps,
               "loss": "mse" if config.kind == "mlp" else "pinball",
               "history": [list(h) for h in history],
-              "n_train": n_train, "n_val": len(parts["val"]), "n_calib": len(parts["calib"]),
-              "n_calib_observations": int(np.sum(~np.isnan(z[parts["calib"]])))}
+              "n_train": n_train, "n_val": len(parts["val"])}
     return best[1], report
 
 
@@ -393,3 +432,4 @@ class _HeadSpec:
     activation: str
     levels: tuple[float, ...]
     quadratic: tuple[int, ...] = ()
+    gp_columns: tuple[int, ...] = ()

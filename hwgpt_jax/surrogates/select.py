@@ -67,6 +67,7 @@ class Selection:
     columns: np.ndarray  # float mask of the ridge model's inputs (F, or F + products)
     report: dict[str, Any]
     quadratic: tuple[int, ...] = ()  # feature columns whose products the ridge model uses
+    gp_columns: tuple[int, ...] = ()  # the "gp" family's input columns (set by the caller)
 
 
 def select_model(features: np.ndarray, targets: dict[str, np.ndarray],
