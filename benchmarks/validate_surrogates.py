@@ -52,30 +52,31 @@ from hwgpt_jax.space.encoding import COST_FEATURES, cost_features, encode
 from hwgpt_jax.surrogates import fit_surrogate, load_presets, predict
 from hwgpt_jax.surrogates.fit import QUALITY_METRICS, default_config
 from hwgpt_jax.surrogates.published import GPUS, load_published
+from hwgpt_jax.surrogates.validation import validation_report
 
 LEVELS = (0.5, 0.8, 0.9)
 
 
 def evaluate(surrogate, test) -> dict:
+    """The library's validation report (tau, MAPE, coverage) plus Spearman, the perplexity
+    tau's bootstrap CI and the coverages' arch-clustered standard errors."""
     space = get_space(test.scale)
     features = encode(test.archs, space, surrogate.spec.encoding)
     median = np.asarray(predict(surrogate.spec, surrogate.state, features, "median"))
     obs = test.observations
+    intervals = {level: np.asarray(predict(surrogate.spec, surrogate.state, features,
+                                           "interval", level=level)) for level in LEVELS}
+    row = validation_report(median, obs, intervals)
     observed = np.nanmedian(obs, axis=1)
-    row = {"kendall_tau": float(kendalltau(median, observed)[0]),
-           "spearman": float(spearmanr(median, observed)[0]),
-           "mape": float(np.mean(np.abs(median - observed) / np.abs(observed)))}
+    row["spearman"] = float(spearmanr(median, observed)[0])
     if surrogate.spec.metric == "perplexity":
         row["kendall_tau_ci95"] = bootstrap_tau(median, observed, surrogate.spec.seed)
     valid = ~np.isnan(obs)
     n_calib = surrogate.spec.fit_report["n_calib"]
-    for level in LEVELS:
-        interval = np.asarray(predict(surrogate.spec, surrogate.state, features, "interval",
-                                      level=level))
+    for level, interval in intervals.items():
         inside = (obs >= interval[:, :1]) & (obs <= interval[:, 1:])
-        coverage, se = clustered_mean(inside, valid)
-        name = f"coverage_{int(level * 100)}"
-        row[name] = coverage
+        name = f"coverage_{round(level * 100)}"
+        se = clustered_mean(inside, valid)[1]
         row[f"{name}_se"] = se
         row[f"{name}_sd"] = se * float(np.sqrt(1.0 + len(test) / n_calib))
     return row
