@@ -1,6 +1,8 @@
 """Installed from a wheel into a fresh virtual environment, run from an empty directory, the
-package finds its presets and assets: `hwgpt run --micro` and `Benchmark.published` work with
-no source checkout.
+package finds its presets and assets: every preset of the source tree is in the wheel, the
+tokenizer builds from its packaged ranks, `Benchmark.published` answers, and the `hwgpt` script
+runs a search from a preset and writes its files, with no source checkout. (The stages
+themselves are tested in-tree: `hwgpt run --micro` in tests/test_pipeline.py.)
 
 The wheel goes in with `--no-deps`; the fresh environment reaches the dependencies through a
 `.pth` line naming this environment's site-packages (whose own `.pth` files, the editable
@@ -8,6 +10,7 @@ install among them, are not processed that way). `make install` already installs
 dependency list from PyPI, so this test spends its time on what only a wheel can show.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +27,7 @@ def _run(argv: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_wheel_in_a_fresh_venv_runs_the_micro_pipeline(tmp_path):
+def test_wheel_in_a_fresh_venv_finds_its_data_and_runs_the_cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HWGPT_PRESETS")}
     wheels, venv, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
     empty.mkdir()
@@ -42,14 +45,22 @@ def test_wheel_in_a_fresh_venv_runs_the_micro_pipeline(tmp_path):
                       "print(hwgpt_jax.__file__); print(p.find_preset('train', 'tiny'))"],
                      empty, env).stdout.split()
         assert all(str(venv) in line and "site-packages" in line for line in where), where
-        published = _run([python, "-c", "import jax; "
-                          "from hwgpt_jax.surrogates.benchmark import Benchmark; "
-                          "b = Benchmark.published('s'); "
-                          "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
-                         empty, env)
-        assert published.stdout.count(".") >= 3, published.stdout
-        _run([venv / "bin" / "hwgpt", "run", "--micro", "--out", "run"], empty, env)
-        report = (empty / "run" / "report.md").read_text()
-        assert "Multi-objective search" in report
+        presets = {stage: sorted(p.stem for p in (ROOT / "hwgpt_jax" / "presets" / stage).glob(
+            "*.toml")) for stage in ("train", "profile", "search", "surrogates")}
+        checks = _run([python, "-c", "import jax; from hwgpt_jax import presets; "
+                       "from hwgpt_jax.data import tokenizer; "
+                       "from hwgpt_jax.surrogates.benchmark import Benchmark; "
+                       f"print({{s: presets.preset_names(s) for s in {sorted(presets)}}}); "
+                       "print(tokenizer.encode('Hello world')); "
+                       "b = Benchmark.published('s'); "
+                       "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
+                      empty, env).stdout.splitlines()
+        assert checks[0] == str(dict(sorted(presets.items()))), checks[0]
+        assert checks[1] == "[15496, 995]"
+        assert checks[2].count(".") >= 3, checks[2]
+        _run([venv / "bin" / "hwgpt", "search", "--preset", "smoke_analytic", "--out", "run"],
+             empty, env)
+        summary = json.loads((empty / "run" / "summary.json").read_text())
+        assert set(summary["hypervolume"]) == {"random_search", "nsga2"}, summary
     finally:
         shutil.rmtree(venv, ignore_errors=True)
