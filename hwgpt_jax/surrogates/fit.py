@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hwgpt_jax.base.config import read_toml
 from hwgpt_jax.space.arch import SearchSpace, get_space
 from hwgpt_jax.space.encoding import (
     ENCODING_VERSION,
@@ -145,8 +145,7 @@ def default_config(metric: str) -> SurrogateConfig:
 
 def load_presets(path: str | Path) -> dict[str, SurrogateConfig]:
     """Read a TOML preset file: one table per metric name (or 'quality' / 'hardware')."""
-    with open(path, "rb") as handle:
-        tables = tomllib.load(handle)
+    tables = read_toml(path, "surrogate preset")
     return {name: SurrogateConfig.from_mapping(values) for name, values in tables.items()}
 
 

@@ -17,8 +17,6 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from hwgpt_jax.base.files import (
     read_sidecar,
     seal_sidecar,
 )
+from hwgpt_jax.base.metadata import provenance
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.space.encoding import ENCODING_VERSION, ENCODINGS
 from hwgpt_jax.surrogates.data import MetricData
@@ -155,22 +154,12 @@ def _sha256_tree(tree: Any) -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("hwgpt-jax", "jax", "optax", "orbax-checkpoint"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "unknown"
-    return out
-
-
 def _sidecar(surrogates: Sequence[Surrogate], tables: Sequence[MetricData],
              states: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "scale": surrogates[0].spec.scale,
         "encoding_version": ENCODING_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "versions": _versions(),
+        **provenance(),
         "surrogates": [s.spec.to_json() for s in surrogates],
         "state_sha256": _sha256_tree(states),
         "tables": [{"key": t.key, "unit": t.unit, "n_archs": len(t),
