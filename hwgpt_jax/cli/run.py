@@ -54,16 +54,16 @@ class _Bars:
             self.bar.total = info["total"]
         if "step" in info:
             self.bar.n = info["step"]
-            self.bar.set_postfix(loss=f"{info['loss']:.3f}")
+            self.bar.set_postfix(loss=f"{info['loss']:.3f}", refresh=False)
         elif "done" in info:
             self.bar.n = info["done"]
             postfix = {k: v for k, v in info.items() if k in ("latency_ms", "algorithm", "study")}
             if postfix.get("latency_ms") is not None:
                 postfix["latency_ms"] = f"{postfix['latency_ms']:.2f}"
-            self.bar.set_postfix(postfix)
+            self.bar.set_postfix(postfix, refresh=False)
         elif "key" in info:
-            self.bar.update(1)
-            self.bar.set_postfix(fitted=info["key"])
+            self.bar.n += 1
+            self.bar.set_postfix(fitted=info["key"], refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
