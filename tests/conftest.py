@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# One XLA compilation cache for the whole run (both xdist workers and the subprocesses the
+# tests start): the tiny programs that several test files compile are compiled once.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(tempfile.gettempdir()) / f"hwgpt-jax-tests-{_RUN}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hwgpt-bench"
 
