@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,10 +12,16 @@ import pytest
 
 # One XLA compilation cache for the whole run (both xdist workers and the subprocesses the
 # tests start): the tiny programs that several test files compile are compiled once.
-_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(Path(tempfile.gettempdir()) / f"hwgpt-jax-tests-{_RUN}"))
+# The controller (or the only process) sets it before any worker starts; workers inherit it.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hwgpt-jax-tests-xla-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
+def pytest_sessionfinish(session):
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hwgpt-bench"
 
