@@ -58,12 +58,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
 
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.space.encoding import encode
+from hwgpt_jax.surrogates.data import MetricData
 from hwgpt_jax.surrogates.published import CPUS, load_published
 
 GOAL_MARGIN = 0.01
@@ -133,10 +135,12 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def linear_predict(x: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Predictions of the `linear_fit` coefficients on x."""
     return np.hstack([x, np.ones((len(x), 1))]) @ coef
 
 
-def drift_rows(item, features: np.ndarray, seed: int, test_fraction: float = 0.2) -> dict:
+def drift_rows(item: MetricData, features: np.ndarray, seed: int,
+               test_fraction: float = 0.2) -> dict:
     """The drift of one key along the archive order (log target, linear baseline residuals):
     the residuals' lag-1 autocorrelation, the drift's share of the target's variance, and a
     measured held-out tau of the linear baseline with and without a drift correction (the
@@ -244,6 +248,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.splits < 1:
         parser.error(f"--splits {args.splits}; expected a positive number of shuffles")
+    for path in [args.data, *args.validation]:
+        if not Path(path).is_file():
+            parser.error(f"{path!r} does not exist; expected a file")
     rows = key_rows(args.data, args.splits, args.seed)
     validation = read_validation(args.validation)
     for row in rows:
