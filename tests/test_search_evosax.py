@@ -103,7 +103,7 @@ def test_population_based_members_carry_their_objectives(problem):
     genes = np.asarray(unit_to_genes(0.5 + jnp.asarray(members) / 4.0, SPACE))
     objectives, _ = problem.evaluate(jnp.asarray(genes), jax.random.key(0))
     np.testing.assert_allclose(np.asarray(state.member_objectives), np.asarray(objectives),
-                               rtol=1e-6)
+                               rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, options, message", [
