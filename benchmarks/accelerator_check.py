@@ -8,6 +8,9 @@ OUT_DIR/accelerator_check.jsonl (rewritten atomically after every check):
   arch (float32, highest matmul precision, <= 1e-4) and the forward time ratio;
 - `train_float32`, `train_bfloat16`: sandwich training steps (`Trainer`, pmap over all local
   devices) with tokens/s and the number of compiled gradient programs;
+- `data_parallel`: with 2+ local devices, sandwich steps of fixed archs on one device and on
+  all of them give the same losses (rtol 1e-5) and parameters (rtol 1e-4, atol 1e-6);
+  `skipped` with one;
 - `evaluate`: evaluation throughput (archs/s, tokens/s) and one program per embed dim;
 - `profile`: 5 archs profiled (latency, NVML energy on NVIDIA GPUs, allocator peak memory);
 - `pmap`: a different arch per local device through a pmapped supernet forward, equal to
@@ -22,6 +25,7 @@ and the exit status 1; speed figures are recorded, never judged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -47,11 +51,11 @@ PLANS: dict[str, dict[str, int]] = {
     "s": {"batch": 8, "seq": 1024, "reps": 5, "train_batch": 8, "train_seq": 256,
           "train_steps": 3, "eval_archs": 24, "eval_windows": 8, "eval_seq": 1024,
           "profile_seq": 1024, "profile_reps": 10, "query_n": 100_000, "population": 1024,
-          "generations": 20},
+          "generations": 20, "parallel_steps": 2},
     "tiny": {"batch": 2, "seq": 64, "reps": 3, "train_batch": 4, "train_seq": 32,
              "train_steps": 1, "eval_archs": 6, "eval_windows": 2, "eval_seq": 64,
              "profile_seq": 64, "profile_reps": 3, "query_n": 10_000, "population": 64,
-             "generations": 3},
+             "generations": 3, "parallel_steps": 3},
 }
 TOLERANCE = 1e-4
 
@@ -90,19 +94,26 @@ def check_masked_dense(space: SearchSpace, plan: dict[str, int]) -> dict[str, An
     return row | {"batch": plan["batch"], "seq": plan["seq"], "tolerance": TOLERANCE}
 
 
-def check_train(space: SearchSpace, plan: dict[str, int], dtype: str,
-                data_dir: str) -> dict[str, Any]:
+def _train_config(space: SearchSpace, plan: dict[str, int], dtype: str, data_dir: str) -> Any:
+    """The training checks' config: the plan's batch (a multiple of the local devices)."""
     from hwgpt_jax.base.config import config_from_mapping
-    from hwgpt_jax.stages.train import Trainer
     from hwgpt_jax.stages.train_config import TrainConfig
 
-    n_dev = jax.local_device_count()
-    batch = -(-plan["train_batch"] // n_dev) * n_dev
-    cfg = config_from_mapping(TrainConfig, {
+    batch = -(-plan["train_batch"] // jax.local_device_count()) * jax.local_device_count()
+    return config_from_mapping(TrainConfig, {
         "model": {"scale": space.scale, "compute_dtype": dtype},
         "train": {"steps": 100, "batch_size": batch, "seq_len": plan["train_seq"],
                   "eval_every": 0, "checkpoint_every": 100}, "optim": {"warmup_steps": 1},
-        "data": {"data_dir": data_dir}})  # tokenized once, shared by both dtypes
+        "data": {"data_dir": data_dir}})  # tokenized once, shared by every training check
+
+
+def check_train(space: SearchSpace, plan: dict[str, int], dtype: str,
+                data_dir: str) -> dict[str, Any]:
+    from hwgpt_jax.stages.train import Trainer
+
+    n_dev = jax.local_device_count()
+    cfg = _train_config(space, plan, dtype, data_dir)
+    batch = cfg.train.batch_size
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out)
         try:
@@ -123,6 +134,50 @@ def check_train(space: SearchSpace, plan: dict[str, int], dtype: str,
             "step_s": step_s, "tokens_per_s": batch * plan["train_seq"] / step_s,
             "losses": losses, "gradient_programs": programs,
             "gradient_programs_max": len(space.embed_dims) + 1}
+
+
+def check_data_parallel(space: SearchSpace, plan: dict[str, int],
+                        data_dir: str) -> dict[str, Any]:
+    """The same global batch and fixed sandwich on one device and on all local devices."""
+    from hwgpt_jax.model.step import Member
+    from hwgpt_jax.stages.train import Trainer
+
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return {"ok": True, "skipped": "one local device: nothing to compare"}
+    cfg = _train_config(space, plan, "float32", data_dir)
+    fixed = space.sample(jax.random.key(5), 1)
+
+    def members(n: int) -> list[Member]:
+        def tile(arch: Arch) -> Arch:
+            return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n, axis=0), arch)
+        return [Member("largest", tile(space.largest()), max(space.embed_dims)),
+                Member("smallest", tile(space.smallest()), min(space.embed_dims)),
+                Member("random0", tile(fixed[0]), int(fixed.embed_dim[0]))]
+
+    worst_loss, params_close, params_diff = 0.0, True, 0.0
+    # TF32 would make the two runs round differently; CPUs compute float32 products exactly as
+    # asked, and there the `train_float32` check's programs are reused from the cache.
+    precise = (contextlib.nullcontext() if jax.default_backend() == "cpu"
+               else jax.default_matmul_precision("highest"))
+    with tempfile.TemporaryDirectory() as out, precise:
+        one = Trainer(cfg, f"{out}/one", devices=devices[:1])
+        every = Trainer(cfg, f"{out}/every", devices=devices)
+        try:
+            for _ in range(plan["parallel_steps"]):
+                a, b = one.step(members(1)), every.step(members(len(devices)))
+                for k in ("loss/largest", "loss/smallest", "loss/random0"):
+                    worst_loss = max(worst_loss, abs(a[k] - b[k]) / abs(a[k]))
+            first = jax.tree.map(lambda x: np.asarray(x[0]), (one.params, every.params))
+            for x, y in zip(*map(jax.tree.leaves, first), strict=True):
+                params_close &= bool(np.all(np.abs(x - y) <= 1e-6 + 1e-4 * np.abs(y)))
+                params_diff = max(params_diff, float(np.max(np.abs(x - y))))
+        finally:
+            one.close()
+            every.close()
+    return {"ok": worst_loss <= 1e-5 and params_close, "devices": len(devices),
+            "steps": plan["parallel_steps"], "max_rel_loss_diff": worst_loss,
+            "max_abs_param_diff": params_diff}
 
 
 def check_evaluate(space: SearchSpace, plan: dict[str, int]) -> dict[str, Any]:
@@ -249,6 +304,7 @@ def main() -> int:
         ("masked_dense", lambda: check_masked_dense(space, plan)),
         ("train_float32", lambda: check_train(space, plan, "float32", data_dir)),
         ("train_bfloat16", lambda: check_train(space, plan, "bfloat16", data_dir)),
+        ("data_parallel", lambda: check_data_parallel(space, plan, data_dir)),
         ("evaluate", lambda: check_evaluate(space, plan)),
         ("profile", lambda: check_profile(space, plan)),
         ("pmap", lambda: check_pmap(space, plan)),

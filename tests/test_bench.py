@@ -10,14 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from hwgpt_jax.presets import find_preset
 from hwgpt_jax.space.arch import get_space
 from hwgpt_jax.space.costs import forward_flops, param_count
 from hwgpt_jax.surrogates import MetricData, SurrogateConfig, SurrogateSpec
 from hwgpt_jax.surrogates.benchmark import QUERY_CHUNK, Benchmark
 
 SPACE = get_space("tiny")
-PRESETS = find_preset("surrogates", "default")
 FAST = SurrogateConfig(hidden=(16, 16), max_steps=100, eval_every=50, batch_size=256,
                        cv_steps=50, ensemble_size=2)
 
@@ -270,8 +268,11 @@ def test_cli_fit_then_query(tmp_path, capsys):
                      for v in data.observations[i]]
     pd.DataFrame(rows).to_parquet(tmp_path / "table.parquet")
     out = tmp_path / "surrogates"
+    small = "hidden = [16, 16]\nensemble_size = 2\nfolds = 2\ncv_steps = 50\ncalib_folds = 3\n"
+    presets = tmp_path / "small.toml"  # the default preset's keys, CI-sized
+    presets.write_text(f'[quality]\nkind = "mlp"\n{small}[hardware]\nkind = "quantile"\n{small}')
     assert main(["fit", "--data", str(tmp_path / "table.parquet"), "--out", str(out),
-                 "--max-steps", "50", "--config", str(PRESETS)]) == 0
+                 "--max-steps", "50", "--config", str(presets)]) == 0
     assert main(["query", "--surrogates", str(out), "-n", "100", "--seed", "1", "--metrics",
                  "perplexity", "latency", "--mode", "interval", "--level", "0.8",
                  "--out", str(tmp_path / "q.parquet")]) == 0
