@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Test files run on this many processes (pytest-xdist; a file's tests share one process, so its
-# module fixtures are built once). 2 matches the 2-core CI machine.
+# module fixtures are built once). 2 matches the 2-core CI machine. Files are handed out in
+# collection order (--no-loadscope-reorder), which tests/conftest.py sorts longest first.
 TEST_WORKERS ?= 2
 
 .PHONY: install test demo lint bench clean
@@ -19,7 +20,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: $(STAMP)
 	$(BIN)/hwgpt run --out runs/demo

@@ -64,3 +64,15 @@ def published_path():
         return file
 
     return path
+
+
+# `--dist loadfile` hands whole files to the workers in collection order; the longest files go
+# first so that the workers finish together instead of one running a long file alone at the end.
+LONGEST_FIRST = ("test_accelerator_check.py", "test_train.py", "test_pipeline.py",
+                 "test_surrogates.py", "test_search_evosax.py", "test_bench.py", "test_model.py",
+                 "test_search_bench.py", "test_install.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
