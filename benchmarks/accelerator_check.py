@@ -156,8 +156,8 @@ def check_data_parallel(space: SearchSpace, plan: dict[str, int],
                 Member("random0", tile(fixed[0]), int(fixed.embed_dim[0]))]
 
     worst_loss, params_close, params_diff = 0.0, True, 0.0
-    # TF32 would make the two runs round differently; CPUs compute float32 products exactly as
-    # asked, and there the `train_float32` check's programs are reused from the cache.
+    # TF32 would make the two runs round differently. CPUs compute float32 products as asked,
+    # and keeping the default there lets a compilation cache serve `train_float32`'s programs.
     precise = (contextlib.nullcontext() if jax.default_backend() == "cpu"
                else jax.default_matmul_precision("highest"))
     with tempfile.TemporaryDirectory() as out, precise:
