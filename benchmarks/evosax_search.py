@@ -6,7 +6,8 @@ Every method gets the same evaluation budget; each (method, seed) prints one JSO
 hypervolume of everything evaluated, min-max normalized by the smallest and largest arch of
 the space, reference point 1; wall time of the compiled run, the first seed including
 compilation), then one summary line per method (mean and std over seeds, wall time after
-compilation). `--methods` takes names, `evosax:<Strategy>/<shaping>`, and the groups
+compilation). `--methods` takes names, `evosax:<Strategy>/<shaping>[/<NAME=VALUE>+...]`
+(the last part sets fields of the strategy's evosax Params), and the groups
 `baselines` (RS, MO-RE, NSGA-II, LS), `gp` (RSBO, LSBO, EHVI: run at `--gp-seeds` seeds, on a
 GP archive of at most `--gp-capacity` evaluations), `evosax` (every strategy that builds,
 nsga2 shaping), `evosax-shapings` (hv and chebyshev for `--shaping-subset`) and `pymoo`
@@ -49,11 +50,14 @@ GROUPS = {
 
 
 def build(method: str, space, n_objectives: int, population: int, gp_capacity: int):
-    """`name` or `evosax:<Strategy>/<shaping>` -> algorithm at this population."""
-    name, _, shaping = method.partition("/")
+    """`name` or `evosax:<Strategy>/<shaping>[/NAME=VALUE+...]` -> algorithm at this
+    population."""
+    name, _, rest = method.partition("/")
+    shaping, _, params = rest.partition("/")
     if name.startswith("evosax:"):
         return make_algorithm(name, space, n_objectives, population_size=population,
-                              shaping=shaping or "nsga2", archive_size=population)
+                              shaping=shaping or "nsga2", archive_size=population,
+                              strategy_params=tuple(p for p in params.split("+") if p))
     options = {
         "random_search": {"batch_size": population},
         "mo_regularized_evolution": {"population_size": population,

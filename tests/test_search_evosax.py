@@ -10,15 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hwgpt_jax.cli import main
+from hwgpt_jax.cli import build_parser, main
+from hwgpt_jax.cli.search import config_from_args
 from hwgpt_jax.search.base import Problem
-from hwgpt_jax.search.evosax_search import decode, unit_to_genes
+from hwgpt_jax.search.evosax_search import decode, match_rows, unit_to_genes
 from hwgpt_jax.search.objectives import analytic_metric, random_mlp_objective
 from hwgpt_jax.search.pareto import hypervolume, normalization_bounds, normalize_objectives
 from hwgpt_jax.search.registry import make_algorithm
 from hwgpt_jax.search.runner import run_compiled
 from hwgpt_jax.space.arch import get_space
-from hwgpt_jax.stages.search import Experiment, SearchConfig, summary
+from hwgpt_jax.stages.search import Experiment, SearchConfig, algorithm_options, summary
 
 SPACE = get_space("tiny")
 BUDGET, POPULATION = 384, 32
@@ -95,15 +96,40 @@ def _non_dominated(points):
     return np.array([not np.any(np.all(points <= p, 1) & np.any(points < p, 1)) for p in points])
 
 
-def test_population_based_members_carry_their_objectives(problem):
-    """After each tell, the stored members' raw objectives are those they were evaluated at."""
-    algorithm = make_algorithm("evosax:DifferentialEvolution", SPACE, 2, population_size=16)
+@pytest.mark.parametrize("strategy, params", [
+    ("DifferentialEvolution", ()),
+    ("MR15_GA", ("std_init=0.5", "std_min=0.25")),  # keeps the best of old + new, sorted
+])
+def test_population_based_members_carry_their_objectives(problem, strategy, params):
+    """After each tell, the stored members' raw objectives are those they were evaluated at
+    (MR15_GA reorders its members: before rows were matched by vector, they lost them)."""
+    algorithm = make_algorithm(f"evosax:{strategy}", SPACE, 2, population_size=16,
+                               strategy_params=params)
+    for pair in params:
+        name, value = pair.split("=")
+        assert getattr(algorithm.default_params.strategy, name) == float(value)
     state, result = run_compiled(algorithm, problem, 16 * 4, jax.random.key(1))
     members = np.asarray(state.strategy.population)
     genes = np.asarray(unit_to_genes(0.5 + jnp.asarray(members) / 4.0, SPACE))
     objectives, _ = problem.evaluate(jnp.asarray(genes), jax.random.key(0))
     np.testing.assert_allclose(np.asarray(state.member_objectives), np.asarray(objectives),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_match_rows_equals_a_brute_force_search():
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 3, (40, 5)).astype(np.float32) * 0.37
+    source[7] = np.nan  # never equal to anything
+    valid = np.arange(40) >= 10
+    rows = np.concatenate([source[rng.permutation(40)[:25]],
+                           rng.normal(size=(5, 5)).astype(np.float32)])
+    origin, found = map(np.asarray, match_rows(jnp.asarray(rows), jnp.asarray(source),
+                                               jnp.asarray(valid)))
+    for row, i, ok in zip(rows, origin, found, strict=True):
+        equal = valid & np.all(source == row, axis=1)
+        assert ok == equal.any()
+        if ok:
+            assert equal[i]
 
 
 @pytest.mark.parametrize("name, options, message", [
@@ -114,6 +140,11 @@ def test_population_based_members_carry_their_objectives(problem):
     ("evosax:CMA_ES", {"shaping": "hv", "n_objectives": 1}, r"hv shaping needs 2 or more"),
     ("evosax:CMA_ES", {"shaping": "chebyshev", "population_size": 1},
      r"population_size must be >= 2"),
+    ("evosax:MR15_GA", {"strategy_params": ("sigma=1",)},
+     r"unknown parameter 'sigma' of evosax strategy 'MR15_GA'; expected one of \['std_init'"),
+    ("evosax:MR15_GA", {"strategy_params": ("std_min=low",)},
+     r"strategy parameter std_min='low'; expected a number"),
+    ("evosax:MR15_GA", {"strategy_params": ("std_min",)}, r"expected NAME=VALUE"),
 ])
 def test_bad_input_is_one_line(name, options, message):
     n_objectives = options.pop("n_objectives", 2)
@@ -142,6 +173,13 @@ def test_experiment_config_accepts_evosax_names():
     config = SearchConfig(algorithms=("evosax:DifferentialEvolution",), budget=64,
                               shaping="hv")
     assert config.algorithms == ("evosax:DifferentialEvolution",)
+    args = ["search", "--algorithm", "evosax:MR15_GA", "--objectives", "params,flops",
+            "--strategy-param", "std_min=0.25", "--strategy-param", "std_max=1"]
+    config = config_from_args(build_parser().parse_args(args))
+    assert config.strategy_params == ("std_min=0.25", "std_max=1")
+    options = algorithm_options("evosax:MR15_GA", config)
+    algorithm = make_algorithm("evosax:MR15_GA", SPACE, 2, **options)
+    assert algorithm.strategy_params == (("std_max", 1.0), ("std_min", 0.25))
     with pytest.raises(ValueError, match="unknown evosax strategy"):
         SearchConfig(algorithms=("evosax:Nope",), budget=64)
 

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 # command-line option -> SearchConfig key, where they differ
 KEYS = {"algorithm": "algorithms", "population": "population_size",
-        "model_batch": "model_batch_size", "constraint": "constraints"}
+        "model_batch": "model_batch_size", "constraint": "constraints",
+        "strategy_param": "strategy_params"}
 NOT_CONFIG = ("func", "command", "preset", "out", "overwrite")
 
 
@@ -51,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shaping",
                         help="multi-objective fitness shaping of evosax:<Strategy> algorithms: "
                              "nsga2, hv or chebyshev (default nsga2)")
+    parser.add_argument("--strategy-param", action="append", metavar="NAME=VALUE",
+                        help="a field of the evosax strategy's Params, e.g. std_min=0.25 for "
+                             "evosax:MR15_GA; repeatable")
     parser.add_argument("--objectives", help="comma list, e.g. perplexity,latency:a100")
     parser.add_argument("--budget", type=int, help="evaluations per run")
     parser.add_argument("--seeds", type=int, help="runs per algorithm (seeds 0..K-1)")

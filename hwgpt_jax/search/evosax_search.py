@@ -12,8 +12,9 @@ rank is not comparable with it. So the wrapper keeps the raw objectives of the s
 stored members, shapes stored members and new candidates jointly, writes the stored members'
 new shaped fitness into the strategy state, then calls `tell`: every comparison the strategy
 makes (DE's replacement, PSO's personal bests, GA elites) is within one ranking. After
-`tell`, each stored row is matched to the candidate or old member it came from (same index,
-equal vector) to carry its objectives; a row matching neither counts as unevaluated (worst).
+`tell`, each stored row is matched to the candidate or old member with the same vector (at
+any index: MR15_GA and LGA sort what they keep) to carry its objectives; a row matching
+neither counts as unevaluated (worst).
 Distribution-based strategies (CMA_ES, SNES, Open_ES, ...) keep no members; the batch alone
 is shaped. A bounded Pareto archive (NSGA-II survival over archive + batch, copies dropped)
 lives beside the strategy state. Everything is jit-able, so the runner's `lax.scan` applies.
@@ -106,10 +107,13 @@ class EvosaxSearch(SearchAlgorithm):
     def __init__(self, space: SearchSpace, n_objectives: int, n_constraints: int = 0,
                  strategy: str | type = "CMA_ES", shaping: str = "nsga2",
                  population_size: int = 256, archive_size: int = 1024,
-                 strategy_options: tuple[tuple[str, Any], ...] = ()):
+                 strategy_options: tuple[tuple[str, Any], ...] = (),
+                 strategy_params: Any = ()):
         """`strategy`: an evosax strategy name or an evosax algorithm class (our own
         NSGA-II, MO-RE); `strategy_options`: extra constructor options of that class;
-        `archive_size` 0 keeps no archive (the runner's trajectory has every evaluation)."""
+        `strategy_params`: values of fields of the strategy's evosax `Params` (pairs, a
+        mapping or 'NAME=VALUE' strings, e.g. MR15_GA's `std_min=0.25`); `archive_size` 0
+        keeps no archive (the runner's trajectory has every evaluation)."""
         super().__init__(space, n_objectives, n_constraints)
         if isinstance(strategy, str) and strategy not in EVOSAX_STRATEGIES:
             raise ValueError(f"unknown evosax strategy {strategy!r}; expected one of "
@@ -130,11 +134,35 @@ class EvosaxSearch(SearchAlgorithm):
         self.genotype = getattr(self.strategy_class, "genotype", "unit")
         self.population_size = self.batch_size = self.min_budget = population_size
         self.archive_size = archive_size
+        self.strategy_params: tuple[tuple[str, float], ...] = ()
         self._check_strategy()
+        self.strategy_params = self._parse_params(strategy_params)
+        if self.strategy_params:
+            self._check_strategy()  # with the given values
+
+    def _parse_params(self, given: Any) -> tuple[tuple[str, float], ...]:
+        """Strategy params as sorted (name, float) pairs, each a field of its `Params`."""
+        pairs = given.items() if isinstance(given, dict) else given
+        fields = sorted(vars(self.strategy.default_params))
+        parsed = {}
+        for pair in pairs:
+            if isinstance(pair, str) and "=" not in pair:
+                raise ValueError(f"strategy parameter {pair!r}; expected NAME=VALUE")
+            name, value = pair.split("=", 1) if isinstance(pair, str) else pair
+            name = str(name).strip()
+            if name not in fields:
+                raise ValueError(f"unknown parameter {name!r} of evosax strategy "
+                                 f"{self.strategy_name!r}; expected one of {fields}")
+            try:
+                parsed[name] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"strategy parameter {name}={value!r}; expected a "
+                                 f"number") from None
+        return tuple(sorted(parsed.items()))
 
     def _configuration(self) -> tuple[Any, ...]:
         return (type(self), self.space, self.n_objectives, self.n_constraints,
-                self.strategy_class, self.strategy_options, self.shaping,
+                self.strategy_class, self.strategy_options, self.strategy_params, self.shaping,
                 self.population_size, self.archive_size)
 
     @property
@@ -184,7 +212,7 @@ class EvosaxSearch(SearchAlgorithm):
 
     @property
     def default_params(self) -> Params:
-        return Params(strategy=self.strategy.default_params)
+        return Params(strategy=self.strategy.default_params.replace(**dict(self.strategy_params)))
 
     def _init(self, key, params):
         p, a, m = self.population_size, self.archive_size, self.n_objectives
@@ -269,15 +297,16 @@ class EvosaxSearch(SearchAlgorithm):
             return state.replace(
                 strategy=strategy_state, member_objectives=all_objectives[strategy_state.origin],
                 member_violation=all_violation[strategy_state.origin])
+        # Strategies may reorder what they keep (MR15_GA and LGA select from old + new), so
+        # each stored row is found by its vector among old members and new candidates.
         members = getattr(strategy_state, population_field)
-        from_new = jnp.all(members == x, axis=1)
-        from_old = jnp.all(members == old_members, axis=1) & (state.generation > 0)
-        member_objectives = jnp.where(from_new[:, None], objectives, jnp.where(
-            from_old[:, None], state.member_objectives, jnp.inf))
-        member_violation = jnp.where(from_new, violation, jnp.where(
-            from_old, state.member_violation, jnp.inf))
-        return state.replace(strategy=strategy_state, member_objectives=member_objectives,
-                             member_violation=member_violation)
+        valid = (jnp.arange(p + x.shape[0]) >= p) | (state.generation > 0)
+        origin, found = match_rows(members, jnp.concatenate([old_members, x]), valid)
+        raw_violation = jnp.concatenate([state.member_violation, violation])
+        return state.replace(
+            strategy=strategy_state,
+            member_objectives=jnp.where(found[:, None], all_objectives[origin], jnp.inf),
+            member_violation=jnp.where(found, raw_violation[origin], jnp.inf))
 
     def _update_archive(self, genes, objectives, violation, state):
         """Keep the best `archive_size` of archive + batch by NSGA-II survival (copies last)."""
@@ -290,6 +319,28 @@ class EvosaxSearch(SearchAlgorithm):
         keep = nsga2_survival(all_objectives, self.archive_size, violation=all_violation)[0]
         return state.replace(archive_genes=all_genes[keep], archive_objectives=all_objectives[keep],
                              archive_violation=all_violation[keep])
+
+
+def match_rows(rows: jax.Array, source: jax.Array,
+               valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """For each row of `rows` (N, G), the index of an equal row of `source` (S, G) among the
+    `valid` ones, and whether there is one. Rows are hashed from their float32 bits, looked up
+    by a sort of the source hashes (O(S log S), not O(N S)), then compared whole."""
+    def digest(a: jax.Array) -> jax.Array:
+        bits = jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32)
+        h = jnp.full(a.shape[:1], 2166136261, jnp.uint32)  # FNV-1a over the 32-bit words
+        for column in range(a.shape[1]):
+            h = (h ^ bits[:, column]) * jnp.uint32(16777619)
+        return h
+
+    source_keys = jnp.where(valid, digest(source), jnp.uint32(0))
+    order = jnp.argsort(source_keys)
+    ordered = source_keys[order]
+    keys = digest(rows)
+    slot = jnp.clip(jnp.searchsorted(ordered, keys), 0, source.shape[0] - 1)
+    origin = order[slot]
+    found = (ordered[slot] == keys) & valid[origin] & jnp.all(source[origin] == rows, axis=1)
+    return origin, found
 
 
 def _member_fields(strategy_state: Any) -> tuple[str, str]:
@@ -306,4 +357,4 @@ def _strong(tree: Any) -> Any:
 
 
 __all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "decode",
-           "index_to_genes", "strategy_names", "unit_to_genes"]
+           "index_to_genes", "match_rows", "strategy_names", "unit_to_genes"]

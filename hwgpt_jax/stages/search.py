@@ -75,6 +75,7 @@ class SearchConfig:
     model_batch_size: int = 8  # candidates per ask of the GP-based methods
     ref_point: float = 1.0
     shaping: str = "nsga2"  # multi-objective fitness shaping of the evosax:<Strategy> methods
+    strategy_params: tuple[str, ...] = ()  # 'NAME=VALUE' fields of evosax strategies' Params
     objectives: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()  # 'METRIC<=VALUE' or 'METRIC>=VALUE'
     scale: str = ""  # "" = that of the benchmark or checkpoint, else tiny
@@ -86,7 +87,7 @@ class SearchConfig:
     export: int = 0  # Pareto archs exported as dense checkpoints into <out>/export
 
     def __post_init__(self) -> None:
-        for name in ("algorithms", "objectives", "constraints"):
+        for name in ("algorithms", "objectives", "constraints", "strategy_params"):
             object.__setattr__(self, name, _names(getattr(self, name)))
         if self.algorithms == ("all",):
             object.__setattr__(self, "algorithms", tuple(ALGORITHMS))
@@ -127,7 +128,8 @@ def algorithm_options(name: str, config: SearchConfig) -> dict[str, Any]:
                 "archive_size": max(config.population_size, 64)}
     if name.startswith(EVOSAX_PREFIX):
         return {"population_size": config.population_size, "shaping": config.shaping,
-                "archive_size": max(config.population_size, 64)}
+                "archive_size": max(config.population_size, 64),
+                "strategy_params": config.strategy_params}
     if name == "random_search":
         return {"batch_size": config.population_size}
     if name == "mo_regularized_evolution":
