@@ -31,9 +31,11 @@ def bench() -> Benchmark:
         MetricData("tiny", "latency", "cpu", "ms", archs,
                    1e-8 * flops * np.exp(0.05 * rng.standard_normal((600, 5)))),
     ]
-    fast = SurrogateConfig(hidden=(16, 16), max_steps=60, eval_every=30, batch_size=256)
+    # Fixed families (model selection has its own tests): the adapter is under test here.
+    fast = SurrogateConfig(hidden=(16, 16), max_steps=60, eval_every=30, batch_size=256,
+                           family="linear")
     quality = SurrogateConfig(kind="mlp", hidden=(16, 16), max_steps=60, eval_every=30,
-                              batch_size=256)
+                              batch_size=256, family="mlp", calibration="split")
     return Benchmark.fit(data, {"perplexity": quality, "hardware": fast})
 
 

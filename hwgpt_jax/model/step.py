@@ -147,35 +147,38 @@ def _add_leading_slice(full: jax.Array, part: jax.Array) -> jax.Array:
     return full.at[tuple(slice(0, n) for n in part.shape)].add(part)
 
 
-def member_grads(params: Params, acc: Params | None, windows: jax.Array, arch: Arch,
-                  space: SearchSpace, dim: int, compute_dtype: Any, head_chunks: int,
-                  conditional: bool) -> tuple[Params, jax.Array]:
+def member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
+                  space: SearchSpace, dim: int, compute_dtype: Any,
+                  head_chunks: int) -> tuple[Params, jax.Array]:
     """acc + gradient of one member's loss, accumulated over micro-batches (A, B, T + 1).
 
     The gradient is taken with respect to the parameters sliced to `dim` and added into the
     leading slice of `acc` (donated, so in place): no full-size zero gradient per member.
-    `acc=None` (the step's first member) starts the accumulator inside the program, where the
-    zeros fuse with the first gradient instead of being written and read back.
+    Every member, the largest too, runs the conditional program (inactive blocks skipped), so
+    a step compiles one program per embed dim.
     """
     sliced = slice_embed_dim(params, dim, max(space.mlp_ratios))
     grad_fn = jax.value_and_grad(train_loss)
 
     def micro_step(carry: tuple[Params, jax.Array], micro: jax.Array):
         grads, total = carry
-        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks, conditional)
+        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks, True)
         return (jax.tree.map(jnp.add, grads, g), total + loss), None
 
     n_micro = windows.shape[0]
     if n_micro == 1:
         total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks,
-                               conditional)
+                               True)
     else:
         zeros = jax.tree.map(jnp.zeros_like, sliced)
         (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
-    if acc is None:
-        acc = jax.tree.map(jnp.zeros_like, params)
     acc = jax.tree.map(lambda a, g: _add_leading_slice(a, g / n_micro), acc, grads)
     return acc, jax.lax.pmean(total / n_micro, AXIS)
+
+
+def zero_grads(params: Params) -> Params:
+    """The step's gradient accumulator: zeros shaped like the parameters."""
+    return jax.tree.map(jnp.zeros_like, params)
 
 
 def apply_update(params: Params, opt_state: Any, grads: Params,
@@ -196,18 +199,11 @@ def replicate(tree: Any, devices: list[Any]) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim.
-
-    `conditional=False` trains it with the plain masked program, with no conditionals: meant
-    for the largest arch, where nothing is inactive, so skipping saves nothing (timings in
-    docs/performance.md: it now costs the same as the conditional program, so this extra
-    program is a candidate for removal).
-    """
+    """One sandwich member: an arch per device (batch shape (n_devices,)) and its embed dim."""
 
     name: str
     arch: Arch
     embed_dim: int
-    conditional: bool = True
 
 
 def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
@@ -221,7 +217,7 @@ def sandwich_members(space: SearchSpace, key: jax.Array, n_devices: int,
         return jax.tree.map(lambda x: np.broadcast_to(x, (n_devices,) + np.shape(x)),
                             arch.to_numpy())
 
-    members = [Member("largest", tile(space.largest()), max(space.embed_dims), False),
+    members = [Member("largest", tile(space.largest()), max(space.embed_dims)),
                Member("smallest", tile(space.smallest()), min(space.embed_dims))]
     for i in range(num_random):
         k_dim, k_arch = jax.random.split(jax.random.fold_in(key, i))
@@ -240,4 +236,5 @@ def training_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 
 __all__ = ["AXIS", "Member", "apply_update", "lm_loss", "member_grads", "replicate",
-           "sandwich_members", "tied_head_cross_entropy", "train_loss", "training_keys"]
+           "sandwich_members", "tied_head_cross_entropy", "train_loss", "training_keys",
+           "zero_grads"]

@@ -44,6 +44,7 @@ from hwgpt_jax.model.step import (
     replicate,
     sandwich_members,
     training_keys,
+    zero_grads,
 )
 from hwgpt_jax.model.supernet import init_params
 from hwgpt_jax.space.arch import Arch, get_space
@@ -115,7 +116,8 @@ class Trainer:
             self.shards, cfg.train.batch_size, cfg.train.seq_len, seed=cfg.train.seed,
             process_index=jax.process_index(), process_count=jax.process_count())
         init_key, self.key = training_keys(cfg.train.seed)
-        self._grad_fns: dict[tuple[int, bool], Callable] = {}
+        self._grad_fns: dict[int, Callable] = {}
+        self._zeros = jax.pmap(zero_grads, AXIS, devices=self.devices)
         self._update = jax.pmap(apply_update, AXIS, static_broadcasted_argnums=(3,),
                                 donate_argnums=(0, 1), devices=self.devices)
         self._eval = jax.jit(jax.vmap(window_sums, in_axes=(None, None, None, 0, None)),
@@ -138,16 +140,15 @@ class Trainer:
 
     @property
     def gradient_programs(self) -> int:
-        """Gradient programs compiled so far (one per embed dim and conditional flag)."""
+        """Gradient programs compiled so far (one per embed dim)."""
         return len(self._grad_fns)
 
     def _grad_fn(self, member: Member) -> Callable:
-        key = (member.embed_dim, member.conditional)
-        if key not in self._grad_fns:
-            self._grad_fns[key] = jax.pmap(
-                member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6, 7, 8),
+        if member.embed_dim not in self._grad_fns:
+            self._grad_fns[member.embed_dim] = jax.pmap(
+                member_grads, AXIS, static_broadcasted_argnums=(4, 5, 6, 7),
                 donate_argnums=(1,), devices=self.devices)
-        return self._grad_fns[key]
+        return self._grad_fns[member.embed_dim]
 
     def step(self, members: list[Member] | None = None) -> dict[str, Any]:
         """One sandwich step on the next batch; `members` overrides the sampled sandwich.
@@ -163,12 +164,12 @@ class Trainer:
             members = self.draw_members()
         # The largest divisor-compatible chunking of one micro-batch's tokens.
         head_chunks = math.gcd(cfg.head_chunks, windows.shape[2] * (windows.shape[3] - 1))
-        acc, losses, seconds = None, {}, {}
+        acc, losses, seconds = self._zeros(self.params), {}, {}
         for member in members:
             start = time.perf_counter()
             acc, loss = self._grad_fn(member)(
                 self.params, acc, windows, member.arch, self.space, member.embed_dim,
-                self.compute_dtype, head_chunks, member.conditional)
+                self.compute_dtype, head_chunks)
             # Reading the loss blocks on the step: CPU collectives deadlock when many pmapped
             # programs are in flight at once (DESIGN.md).
             losses[member.name] = float(loss[0])
