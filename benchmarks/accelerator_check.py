@@ -146,14 +146,18 @@ def check_data_parallel(space: SearchSpace, plan: dict[str, int],
     if len(devices) < 2:
         return {"ok": True, "skipped": "one local device: nothing to compare"}
     cfg = _train_config(space, plan, "float32", data_dir)
-    fixed = space.sample(jax.random.key(5), 1)
+    # A sampled sub-network at the smallest width: the programs of the largest and smallest
+    # widths serve all three members (the all-device ones were compiled by `train_float32`).
+    genes = space.genes(space.sample(jax.random.key(5), 1).to_numpy())
+    genes[:, 0] = 0
+    fixed = space.from_genes(genes).to_numpy()
 
     def members(n: int) -> list[Member]:
         def tile(arch: Arch) -> Arch:
             return jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], n, axis=0), arch)
         return [Member("largest", tile(space.largest()), max(space.embed_dims)),
                 Member("smallest", tile(space.smallest()), min(space.embed_dims)),
-                Member("random0", tile(fixed[0]), int(fixed.embed_dim[0]))]
+                Member("random0", tile(fixed[0]), min(space.embed_dims))]
 
     worst_loss, params_close, params_diff = 0.0, True, 0.0
     # TF32 would make the two runs round differently. CPUs compute float32 products as asked,
