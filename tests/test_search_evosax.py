@@ -108,6 +108,7 @@ def test_population_based_members_carry_their_objectives(problem, strategy, para
     for pair in params:
         name, value = pair.split("=")
         assert getattr(algorithm.default_params.strategy, name) == float(value)
+    assert algorithm.truncation_survival == (strategy == "MR15_GA")  # ranks the best 16 only
     state, result = run_compiled(algorithm, problem, 16 * 4, jax.random.key(1))
     members = np.asarray(state.strategy.population)
     genes = np.asarray(unit_to_genes(0.5 + jnp.asarray(members) / 4.0, SPACE))

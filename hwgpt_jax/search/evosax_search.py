@@ -53,6 +53,9 @@ from hwgpt_jax.space.arch import Arch, SearchSpace
 from hwgpt_jax.space.rules import canonical_genes, random_genes
 
 PREFIX = "evosax:"
+# evosax strategies whose `tell` keeps the best `population_size` of old members + new
+# candidates: nsga2 shaping may stop ranking there (`nsga2_scores`).
+TRUNCATION_SURVIVAL = frozenset({"MR15_GA"})
 # Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
 # defaults (std_init = 1, GA mutation std 1) then span the box of choices.
 GENOTYPE_SPAN = 4.0
@@ -183,6 +186,14 @@ class EvosaxSearch(SearchAlgorithm):
                                    solution=jnp.zeros(self.n_genes), **options)
 
     @property
+    def truncation_survival(self) -> bool:
+        """Whether the strategy keeps the best `population_size` of its members and the new
+        candidates by fitness and compares no other fitness values than theirs (our NSGA-II;
+        evosax's MR15_GA, whose step-size rule compares each child with its parent)."""
+        return (getattr(self.strategy_class, "truncation_survival", False)
+                or self.strategy_class.__name__ in TRUNCATION_SURVIVAL)
+
+    @property
     def population_based(self) -> bool:
         return issubclass(self.strategy_class, PopulationBasedAlgorithm)
 
@@ -277,7 +288,7 @@ class EvosaxSearch(SearchAlgorithm):
             genes = self.coordinates_to_genes(jnp.concatenate([old_members, x]))
             copies = duplicate_rows(genes, self.cardinality) & (state.generation > 0)
             all_violation = jnp.where(copies, jnp.inf, all_violation)
-        if self.shaping == "nsga2" and getattr(self.strategy_class, "truncation_survival", False):
+        if self.shaping == "nsga2" and self.truncation_survival:
             # Only the best p are kept and compared: rank no further, skip the centering sort.
             fitness = nsga2_scores(all_objectives, all_violation, p)
         else:
