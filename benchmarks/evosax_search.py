@@ -49,14 +49,17 @@ GROUPS = {
 }
 
 
-def build(method: str, space, n_objectives: int, population: int, gp_capacity: int):
+def build(method: str, space, n_objectives: int, population: int, gp_capacity: int,
+          evosax_archive: int | None = None):
     """`name` or `evosax:<Strategy>/<shaping>[/NAME=VALUE+...]` -> algorithm at this
     population."""
     name, _, rest = method.partition("/")
     shaping, _, params = rest.partition("/")
     if name.startswith("evosax:"):
         return make_algorithm(name, space, n_objectives, population_size=population,
-                              shaping=shaping or "nsga2", archive_size=population,
+                              shaping=shaping or "nsga2",
+                              archive_size=population if evosax_archive is None
+                              else evosax_archive,
                               strategy_params=tuple(p for p in params.split("+") if p))
     options = {
         "random_search": {"batch_size": population},
@@ -124,7 +127,8 @@ def run_method(method, problem, args, seeds, lower, upper, common, scale=1.0) ->
         if method == "pymoo":
             objectives = pymoo_nsga2(problem, args.budget, args.population, seed)
         else:
-            algorithm = build(method, problem.space, m, args.population, args.gp_capacity)
+            algorithm = build(method, problem.space, m, args.population, args.gp_capacity,
+                              args.evosax_archive)
             _, result = run_compiled(algorithm, problem, args.budget, jax.random.key(seed),
                                      seed=seed)
             objectives = result.objectives
@@ -163,6 +167,10 @@ def main() -> None:
     parser.add_argument("--gp-capacity", type=int, default=1024)
     parser.add_argument("--objectives", default="perplexity,energy:a100")
     parser.add_argument("--methods", default="baselines,evosax")
+    parser.add_argument("--evosax-archive", type=int, default=None,
+                        help="Pareto archive size of the evosax:<Strategy> methods (default: "
+                             "the population; 0 keeps none, as our NSGA-II and MO-RE: the "
+                             "hypervolume is taken from every evaluation either way)")
     parser.add_argument("--shaping-subset", default="CMA_ES,DifferentialEvolution,SimpleGA,PSO")
     parser.add_argument("--tiny", action="store_true",
                         help="brute-force check on the enumerated tiny space (random-MLP "
