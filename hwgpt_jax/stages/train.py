@@ -3,7 +3,7 @@ exact resume. `run(config, out)` trains a `TrainConfig` into a run folder.
 
 The step's pure functions (losses, member gradients, the update) live in
 `hwgpt_jax.model.step`; this module owns the run: the replicated state, the compiled step
-programs (one gradient program per (embed dim, conditional), one update), the data stream,
+programs (one gradient program per embed dim, one update), the data stream,
 validation, logging (`metrics.jsonl`) and orbax checkpoints (`checkpoints/`).
 
 Resume is exact: the checkpoint holds parameters, optimizer state, step and the grain iterator
