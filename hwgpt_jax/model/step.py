@@ -162,13 +162,12 @@ def member_grads(params: Params, acc: Params, windows: jax.Array, arch: Arch,
 
     def micro_step(carry: tuple[Params, jax.Array], micro: jax.Array):
         grads, total = carry
-        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks, True)
+        loss, g = grad_fn(sliced, micro, arch, space, compute_dtype, head_chunks)
         return (jax.tree.map(jnp.add, grads, g), total + loss), None
 
     n_micro = windows.shape[0]
     if n_micro == 1:
-        total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks,
-                               True)
+        total, grads = grad_fn(sliced, windows[0], arch, space, compute_dtype, head_chunks)
     else:
         zeros = jax.tree.map(jnp.zeros_like, sliced)
         (grads, total), _ = jax.lax.scan(micro_step, (zeros, jnp.zeros(())), windows)
