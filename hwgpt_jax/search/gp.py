@@ -40,6 +40,7 @@ def encode_genes(genes: jax.Array, cardinality: tuple[int, ...]) -> jax.Array:
     return genes.astype(jnp.float32) / jnp.maximum(card - 1, 1)
 
 
+@jax.jit
 def matern52(a: jax.Array, b: jax.Array, log_lengthscale: jax.Array,
              log_signal: jax.Array) -> jax.Array:
     """Matern-5/2 covariance between rows of a (N, D) and b (P, D)."""

@@ -16,6 +16,8 @@ All are jit-able and work on any batch shape; padding (0) never matches a choice
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,4 +165,11 @@ def encode(arch: Arch, space: SearchSpace, name: str = "onehot") -> jax.Array:
     """Encode with the named encoding (a key of `ENCODINGS`)."""
     if name not in ENCODINGS:
         raise ValueError(f"unknown encoding {name!r}; expected one of {list(ENCODINGS)}")
+    return _encode(arch, space, name)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _encode(arch: Arch, space: SearchSpace, name: str) -> jax.Array:
+    # One program per (space, encoding, batch shape) instead of dozens of single-op programs
+    # when called outside jit (fitting, validation); inside jit it is inlined.
     return ENCODINGS[name][0](arch, space)

@@ -185,14 +185,14 @@ def fit_surrogate(data: MetricData, config: SurrogateConfig = SurrogateConfig())
         report["note"] = "best_val_loss is the linear part's; the GP has no training steps"
     if config.calibration == "split":
         calib = parts["calib"]
-        base = np.asarray(base_quantiles(head, state, jnp.asarray(features[calib])))
+        base = np.asarray(_base_quantiles(head, state, jnp.asarray(features[calib])))
         corrections = calibrate(base, config.levels, z[calib], config.central_levels)
         calib_report = {"calibration": "split", "n_calib": len(calib)}
     else:
         def fold_base(rows: np.ndarray, held: np.ndarray) -> np.ndarray:
             fold_head, fold_state, _ = fit(train[rows], parts["val"], report["best_step"])
-            return np.asarray(base_quantiles(fold_head, fold_state,
-                                             jnp.asarray(features[train[held]])))
+            return np.asarray(_base_quantiles(fold_head, fold_state,
+                                              jnp.asarray(features[train[held]])))
 
         folds = min(config.calib_folds, len(train) // 2)  # at least 2 archs per fold
         if folds < 2:
@@ -291,6 +291,10 @@ def _column_sets(space: SearchSpace, encoding: str
     sets.update({f"{name}+products": np.concatenate([mask, products])
                  for name, mask in plain.items()})
     return quadratic, sets
+
+
+# `base_quantiles` of a head spec (hashable), compiled once per spec and shape.
+_base_quantiles = jax.jit(base_quantiles, static_argnums=0)
 
 
 def _arch_median(z: np.ndarray) -> np.ndarray:

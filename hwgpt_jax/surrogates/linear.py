@@ -7,11 +7,14 @@ jit- and vmap-able (one call fits every fold and penalty of a cross-validation).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
+@jax.jit
 def ridge_fit(x: jax.Array, y: jax.Array, penalty: float | jax.Array) -> tuple[jax.Array,
                                                                               jax.Array]:
     """Minimize |y - x w - b|^2 + penalty * n * |w_std|^2 (w_std on standardized features).
@@ -32,6 +35,7 @@ def ridge_fit(x: jax.Array, y: jax.Array, penalty: float | jax.Array) -> tuple[j
     return w, y_mean - mean @ w
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def pair_products(x: jax.Array, columns: tuple[int, ...]) -> jax.Array:
     """Products x_i * x_j of the named columns, i <= j (squares included): (..., P), P =
     c (c + 1) / 2 for c columns. They let the ridge model bend along the cost features
@@ -45,7 +49,7 @@ def ridge_design(x: jax.Array, quadratic: tuple[int, ...]) -> jax.Array:
     """The ridge model's inputs: the features, then `pair_products` of `quadratic` (if any)."""
     if not quadratic:
         return x
-    return jnp.concatenate([x, pair_products(x, quadratic)], axis=-1)
+    return jnp.concatenate([x, pair_products(x, tuple(quadratic))], axis=-1)
 
 
 def n_products(quadratic: tuple[int, ...]) -> int:

@@ -18,6 +18,7 @@ program as before).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -105,6 +106,7 @@ class QuantileMLP(nnx.Module):
         return monotone_quantiles(self.net(x), self.median_index)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def init_mlp(key: jax.Array, sizes: Sequence[int], last_scale: float = 1.0) -> Params:
     """He-normal weights and zero biases for layer widths `sizes` (input first, output last),
     as the pytree of `MLP.to_params`; `last_scale` shrinks the output layer."""
@@ -124,6 +126,7 @@ def apply_mlp(params: Params, x: jax.Array, activation: str = "relu") -> jax.Arr
     return MLP.from_params(params, activation)(x)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def monotone_quantiles(raw: jax.Array, median_index: int) -> jax.Array:
     """Map raw outputs (..., Q) to sorted quantiles (..., Q).
 
