@@ -169,6 +169,16 @@ def test_python_loop_runner_matches_population_semantics(tiny):
     np.testing.assert_allclose(result.objectives, np.asarray(objectives), rtol=1e-5, atol=1e-5)
 
 
+def test_compiled_runner_reports_every_batch_from_inside_the_scan(tiny):
+    algorithm = make_algorithm("random_search", tiny["space"], 2, batch_size=64)
+    seen = []
+    _, result = run_compiled(algorithm, tiny["problem"], 200, jax.random.key(1),
+                             progress=seen.append)
+    assert seen == [64, 128, 192] and len(result.genes) == 192
+    _, again = run_compiled(algorithm, tiny["problem"], 200, jax.random.key(1))
+    np.testing.assert_array_equal(result.genes, again.genes)  # reporting changes nothing
+
+
 def test_equal_configurations_share_compiled_code(tiny):
     """Algorithms built with the same options are equal, so a second run (another study, or a
     rebuilt object) reuses the compiled ask/tell and the problem's compiled evaluate."""

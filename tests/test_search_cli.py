@@ -92,3 +92,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, message):
     assert code == 2
     assert message in err
     assert err.strip().count("\n") == 0 or "error" in err.strip().splitlines()[-1]
+
+
+def test_a_search_larger_than_memory_exits_2_before_running(tmp_path, capsys, monkeypatch):
+    from hwgpt_jax.search import runner
+
+    monkeypatch.setattr(runner, "available_memory_bytes", lambda device: 1000)
+    code = main(["search", "--objectives", "params,flops", "--scale", "tiny", "--population",
+                 "24", "--algorithm", "random_search", "--budget", "48",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "use a smaller population or budget" in err, err
+    assert err.strip().count("\n") == 0
+    assert not (tmp_path / "o" / "trajectory.parquet").exists()

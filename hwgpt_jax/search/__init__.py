@@ -5,8 +5,8 @@ hypervolume. Import from the modules; this package file imports nothing, so impo
 
     from hwgpt_jax.search.objectives import build_problem
     from hwgpt_jax.search.registry import make_algorithm
-    from hwgpt_jax.search.runner import run_search
+    from hwgpt_jax.search.runner import run_compiled
     problem = build_problem(space, ["params", "flops"])
     algorithm = make_algorithm("nsga2", space, problem.n_objectives, population_size=256)
-    result = run_search(algorithm, problem, budget=2560, key=jax.random.key(0))
+    state, result = run_compiled(algorithm, problem, budget=2560, key=jax.random.key(0))
 """

@@ -1,9 +1,10 @@
 """Run an ask/tell algorithm on a problem for an evaluation budget and keep every evaluation.
 
-`run_search` loops in Python (one jit call each for ask, evaluate and tell, with an optional
-progress callback); `run_compiled` runs the whole search as one `lax.scan` (fastest; used by
-the speed benchmark). Both return the full trajectory; hypervolume over evaluations is
-computed on normalized objectives from it (`hypervolume_curve`).
+`run_compiled` runs the whole search as one `lax.scan` (what `hwgpt search` and the benchmarks
+use; progress comes back from inside the program); `run_search` loops in Python (one jit call
+each for ask, evaluate and tell), for stepping through a search by hand. Both return the full
+trajectory; hypervolume over evaluations is computed on normalized objectives from it
+(`hypervolume_curve`).
 """
 
 from __future__ import annotations
@@ -106,19 +107,34 @@ def evaluate_genes(problem: Problem, genes: jax.Array, key: jax.Array
     return problem.evaluate(genes, key)
 
 
-@partial(jax.jit, static_argnames=("algorithm", "problem", "n_steps"))
-def _scan(algorithm, problem, n_steps, key, params):
+@partial(jax.jit, static_argnames=("algorithm", "problem", "n_steps", "report"))
+def _scan(algorithm, problem, n_steps, key, params, report=False):
     key, key_init = jax.random.split(key)
     state = algorithm.init(key_init, params)
 
-    def step(state, key):
+    def step(state, inputs):
+        key, index = inputs
         key_ask, key_eval, key_tell = jax.random.split(key, 3)
         batch, state = algorithm._ask(key_ask, state, params)
         values, margins = problem.evaluate(batch, key_eval)
         state = algorithm._tell(key_tell, batch, values, margins, state, params)
+        if report:  # the host hears of each evaluated batch, in order
+            jax.debug.callback(_report, (index + 1) * algorithm.batch_size, values[0, 0],
+                               ordered=True)
         return state, (batch, values, margins)
 
-    return jax.lax.scan(step, state, jax.random.split(key, n_steps))
+    return jax.lax.scan(step, state, (jax.random.split(key, n_steps), jnp.arange(n_steps)))
+
+
+# The progress callback of the `run_compiled` call in flight: the compiled program calls the
+# module-level `_report`, so changing the callback never recompiles the search.
+_progress: list[Callable[[int], None]] = []
+
+
+def _report(done: Any, _after: Any) -> None:
+    # `_after` (one of the batch's objectives) makes the call wait for the batch's evaluation.
+    if _progress:
+        _progress[-1](int(done))
 
 
 def available_memory_bytes(device: jax.Device) -> int | None:
@@ -156,22 +172,39 @@ def check_memory(algorithm: SearchAlgorithm, n_steps: int, compiled: Any) -> Non
 
 
 @functools.lru_cache(maxsize=32)
-def _check_scan_memory(algorithm: SearchAlgorithm, problem: Problem, n_steps: int) -> None:
+def _check_scan_memory(algorithm: SearchAlgorithm, problem: Problem, n_steps: int,
+                       report: bool) -> None:
     """`check_memory` of the compiled scan, once per configuration (compiling ahead of time
     gives the memory analysis; the jitted call of `run_compiled` then reuses the executable)."""
     lowered = _scan.lower(algorithm, problem, n_steps, jax.random.key(0),
-                          algorithm.default_params)
+                          algorithm.default_params, report)
     check_memory(algorithm, n_steps, lowered.compile())
 
 
 def run_compiled(algorithm: SearchAlgorithm, problem: Problem, budget: int, key: jax.Array,
-                 params: Any = None, seed: int = 0) -> tuple[Any, SearchResult]:
+                 params: Any = None, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> tuple[Any, SearchResult]:
     """Like `run_search`, as one compiled `lax.scan`; returns (final state, result).
-    A run that would not fit in memory is refused before it starts (`check_memory`)."""
+    A run that would not fit in memory is refused before it starts (`check_memory`).
+
+    Args:
+      progress: called from the running program with the number of evaluations done after
+        each batch, in order; the last call comes before this function returns.
+    """
     n_steps = check_budget(algorithm, budget)
     params = algorithm.default_params if params is None else params
-    _check_scan_memory(algorithm, problem, n_steps)
-    state, (genes, objectives, constraints) = _scan(algorithm, problem, n_steps, key, params)
+    report = progress is not None
+    _check_scan_memory(algorithm, problem, n_steps, report)
+    if report:
+        _progress.append(progress)
+    try:
+        state, (genes, objectives, constraints) = _scan(algorithm, problem, n_steps, key,
+                                                        params, report)
+        if report:
+            jax.effects_barrier()  # every batch reported before the callback goes away
+    finally:
+        if report:
+            _progress.pop()
     genes = canonical_genes(algorithm.space, genes)
     flat = lambda x: np.asarray(x).reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
     return state, SearchResult(

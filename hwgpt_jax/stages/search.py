@@ -46,7 +46,7 @@ from hwgpt_jax.search.runner import (
     SearchResult,
     hypervolume_curve,
     infeasibility_message,
-    run_search,
+    run_compiled,
 )
 from hwgpt_jax.search.shaping import get_shaping
 from hwgpt_jax.space.arch import SearchSpace, get_space
@@ -169,8 +169,8 @@ def run_experiment(config: SearchConfig, problem: Problem,
         for seed in range(config.seeds):
             report = None if progress is None else (
                 lambda done, name=name, seed=seed: progress(name, seed, done))
-            result = run_search(algorithm, problem, config.budget, jax.random.key(seed),
-                                seed=seed, progress=report)
+            _, result = run_compiled(algorithm, problem, config.budget, jax.random.key(seed),
+                                     seed=seed, progress=report)
             results.append(result)
             curves[(name, seed)] = hypervolume_curve(
                 result, lower, upper, np.full(problem.n_objectives, config.ref_point))
