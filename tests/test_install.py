@@ -35,9 +35,11 @@ def test_wheel_in_a_fresh_venv_finds_its_data_and_runs_the_cli(tmp_path):
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, ROOT],
              tmp_path, env)
         (wheel,) = wheels.glob("hwgpt_jax-*.whl")
-        _run([sys.executable, "-m", "venv", venv], tmp_path, env)
+        # No pip of its own (ensurepip costs seconds): this environment's pip installs into it.
+        _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
         python = venv / "bin" / "python"
-        _run([python, "-m", "pip", "install", "--quiet", "--no-deps", wheel], tmp_path, env)
+        _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps",
+              wheel], tmp_path, env)
         (site,) = (venv / "lib").glob("python3*/site-packages")
         deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
         (site / "zz_dependencies.pth").write_text("\n".join(deps) + "\n")
