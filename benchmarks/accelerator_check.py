@@ -55,7 +55,7 @@ PLANS: dict[str, dict[str, int]] = {
     "tiny": {"batch": 2, "seq": 64, "reps": 3, "train_batch": 4, "train_seq": 32,
              "train_steps": 1, "eval_archs": 6, "eval_windows": 2, "eval_seq": 64,
              "profile_seq": 64, "profile_reps": 3, "query_n": 10_000, "population": 64,
-             "generations": 3, "parallel_steps": 3},
+             "generations": 3, "parallel_steps": 2},
 }
 TOLERANCE = 1e-4
 
