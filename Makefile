@@ -10,12 +10,10 @@ TEST_WORKERS ?= 2
 
 .PHONY: install test demo lint bench clean
 
-# --no-compile: pip would byte-compile every installed module (about half the install time);
-# Python compiles the ones a run imports, once, on first import.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
