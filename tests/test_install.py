@@ -43,23 +43,22 @@ def test_wheel_in_a_fresh_venv_finds_its_data_and_runs_the_cli(tmp_path):
         (site,) = (venv / "lib").glob("python3*/site-packages")
         deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
         (site / "zz_dependencies.pth").write_text("\n".join(deps) + "\n")
-        where = _run([python, "-c", "import hwgpt_jax, hwgpt_jax.presets as p; "
-                      "print(hwgpt_jax.__file__); print(p.find_preset('train', 'tiny'))"],
-                     empty, env).stdout.split()
-        assert all(str(venv) in line and "site-packages" in line for line in where), where
         presets = {stage: sorted(p.stem for p in (ROOT / "hwgpt_jax" / "presets" / stage).glob(
             "*.toml")) for stage in ("train", "profile", "search", "surrogates")}
-        checks = _run([python, "-c", "import jax; from hwgpt_jax import presets; "
+        checks = _run([python, "-c", "import jax, hwgpt_jax; from hwgpt_jax import presets; "
                        "from hwgpt_jax.data import tokenizer; "
                        "from hwgpt_jax.surrogates.benchmark import Benchmark; "
+                       "print(hwgpt_jax.__file__); print(presets.find_preset('train', 'tiny')); "
                        f"print({{s: presets.preset_names(s) for s in {sorted(presets)}}}); "
                        "print(tokenizer.encode('Hello world')); "
                        "b = Benchmark.published('s'); "
                        "print(b.query(b.space.sample(jax.random.key(0), 3))['perplexity'])"],
                       empty, env).stdout.splitlines()
-        assert checks[0] == str(dict(sorted(presets.items()))), checks[0]
-        assert checks[1] == "[15496, 995]"
-        assert checks[2].count(".") >= 3, checks[2]
+        where = checks[:2]
+        assert all(str(venv) in line and "site-packages" in line for line in where), where
+        assert checks[2] == str(dict(sorted(presets.items()))), checks[2]
+        assert checks[3] == "[15496, 995]"
+        assert checks[4].count(".") >= 3, checks[4]
         _run([venv / "bin" / "hwgpt", "search", "--preset", "smoke_analytic", "--out", "run"],
              empty, env)
         summary = json.loads((empty / "run" / "summary.json").read_text())
