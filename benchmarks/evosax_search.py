@@ -7,7 +7,8 @@ hypervolume of everything evaluated, min-max normalized by the smallest and larg
 the space, reference point 1; wall time of the compiled run, the first seed including
 compilation), then one summary line per method (mean and std over seeds, wall time after
 compilation). `--methods` takes names, `evosax:<Strategy>/<shaping>[/<NAME=VALUE>+...]`
-(the last part sets fields of the strategy's evosax Params), and the groups
+(the last part sets fields of the strategy's evosax Params, and `genotype=index` searches
+choice indices instead of the unit box), and the groups
 `baselines` (RS, MO-RE, NSGA-II, LS), `gp` (RSBO, LSBO, EHVI: run at `--gp-seeds` seeds, on a
 GP archive of at most `--gp-capacity` evaluations), `evosax` (every strategy that builds,
 nsga2 shaping), `evosax-shapings` (hv and chebyshev for `--shaping-subset`) and `pymoo`
@@ -51,16 +52,18 @@ GROUPS = {
 
 def build(method: str, space, n_objectives: int, population: int, gp_capacity: int,
           evosax_archive: int | None = None):
-    """`name` or `evosax:<Strategy>/<shaping>[/NAME=VALUE+...]` -> algorithm at this
-    population."""
+    """`name` or `evosax:<Strategy>/<shaping>[/NAME=VALUE+...]` (`genotype=unit|index`
+    among them picks the genotype) -> algorithm at this population."""
     name, _, rest = method.partition("/")
     shaping, _, params = rest.partition("/")
     if name.startswith("evosax:"):
+        fields = [p for p in params.split("+") if p and not p.startswith("genotype=")]
+        genotype = [p.split("=", 1)[1] for p in params.split("+") if p.startswith("genotype=")]
         return make_algorithm(name, space, n_objectives, population_size=population,
                               shaping=shaping or "nsga2",
                               archive_size=population if evosax_archive is None
                               else evosax_archive,
-                              strategy_params=tuple(p for p in params.split("+") if p))
+                              strategy_params=tuple(fields), genotype=(genotype or [None])[-1])
     options = {
         "random_search": {"batch_size": population},
         "mo_regularized_evolution": {"population_size": population,

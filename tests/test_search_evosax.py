@@ -13,7 +13,8 @@ import pytest
 from hwgpt_jax.cli import build_parser, main
 from hwgpt_jax.cli.search import config_from_args
 from hwgpt_jax.search.base import Problem
-from hwgpt_jax.search.evosax_search import decode, match_rows, unit_to_genes
+from hwgpt_jax.search.evosax_search import EvosaxSearch, decode, match_rows, unit_to_genes
+from hwgpt_jax.search.nsga2 import NSGA2Strategy
 from hwgpt_jax.search.objectives import analytic_metric, random_mlp_objective
 from hwgpt_jax.search.pareto import hypervolume, normalization_bounds, normalize_objectives
 from hwgpt_jax.search.registry import make_algorithm
@@ -96,25 +97,52 @@ def _non_dominated(points):
     return np.array([not np.any(np.all(points <= p, 1) & np.any(points < p, 1)) for p in points])
 
 
-@pytest.mark.parametrize("strategy, params", [
-    ("DifferentialEvolution", ()),
-    ("MR15_GA", ("std_init=0.5", "std_min=0.25")),  # keeps the best of old + new, sorted
+@pytest.mark.parametrize("strategy, params, genotype", [
+    ("DifferentialEvolution", (), "unit"),
+    ("MR15_GA", ("std_init=0.5", "std_min=0.25"), "unit"),  # keeps the best of old + new
+    ("MR15_GA", ("std_init=0.25", "std_min=0.25", "std_max=0.25"), "index"),
 ])
-def test_population_based_members_carry_their_objectives(problem, strategy, params):
+def test_population_based_members_carry_their_objectives(problem, strategy, params, genotype):
     """After each tell, the stored members' raw objectives are those they were evaluated at
     (MR15_GA reorders its members: before rows were matched by vector, they lost them)."""
     algorithm = make_algorithm(f"evosax:{strategy}", SPACE, 2, population_size=16,
-                               strategy_params=params)
+                               strategy_params=params, genotype=genotype)
     for pair in params:
         name, value = pair.split("=")
         assert getattr(algorithm.default_params.strategy, name) == float(value)
     assert algorithm.truncation_survival == (strategy == "MR15_GA")  # ranks the best 16 only
     state, result = run_compiled(algorithm, problem, 16 * 4, jax.random.key(1))
     members = np.asarray(state.strategy.population)
-    genes = np.asarray(unit_to_genes(0.5 + jnp.asarray(members) / 4.0, SPACE))
+    if genotype == "unit":
+        genes = np.asarray(unit_to_genes(0.5 + jnp.asarray(members) / 4.0, SPACE))
+    else:  # choice indices, rounded and clipped, then canonical (0 past the depth)
+        card = np.asarray(SPACE.gene_cardinality)
+        genes = SPACE.genes(SPACE.from_genes(np.clip(np.round(members), 0, card - 1)
+                                             .astype(np.int32)))
+        assert not np.allclose(members, np.round(members))  # steps are real, genes rounded
     objectives, _ = problem.evaluate(jnp.asarray(genes), jax.random.key(0))
     np.testing.assert_allclose(np.asarray(state.member_objectives), np.asarray(objectives),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_index_genotype_decodes_choice_indices_and_starts_distributions_in_the_middle():
+    card = np.asarray(SPACE.gene_cardinality)
+    algorithm = make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=8, genotype="index",
+                               strategy_params=("std_init=0.01",))
+    x = np.stack([np.zeros_like(card), card - 1, card + 5, np.full_like(card, -2)]) + 0.3
+    want = SPACE.genes(SPACE.from_genes(np.clip(np.round(x), 0, card - 1).astype(np.int32)))
+    np.testing.assert_array_equal(np.asarray(algorithm.coordinates_to_genes(jnp.asarray(x))),
+                                  want)
+    key = jax.random.key(0)
+    _, state = algorithm.ask(key, algorithm.init(key, algorithm.default_params),
+                             algorithm.default_params)
+    # CMA-ES's mean starts at the middle choice of every gene (std 0.01 around it)
+    assert np.all(np.abs(np.asarray(state.pending) - (card - 1) / 2) < 0.1)
+    unit = make_algorithm("evosax:CMA_ES", SPACE, 2, population_size=8)
+    assert unit.genotype == "unit" and unit != algorithm  # the genotype is configuration
+    with pytest.raises(ValueError, match=r"genotype 'unit' for NSGA2Strategy; expected 'index' "
+                                         r"\(its only one\)$"):
+        EvosaxSearch(SPACE, 2, strategy=NSGA2Strategy, genotype="unit")
 
 
 def test_match_rows_equals_a_brute_force_search():
@@ -137,7 +165,7 @@ def test_match_rows_equals_a_brute_force_search():
     ("evosax:NoSuchES", {}, r"unknown evosax strategy 'evosax:NoSuchES'; expected one of .*CMA_ES"),
     ("evosax:CMA_ES", {"shaping": "pareto"}, r"unknown shaping 'pareto'; expected one of"),
     ("evosax:DifferentialEvolution", {"population_size": 3},
-     r"'DifferentialEvolution' cannot run on the 11-gene real genotype"),
+     r"'DifferentialEvolution' cannot run on the 11-gene unit-box genotype"),
     ("evosax:CMA_ES", {"shaping": "hv", "n_objectives": 1}, r"hv shaping needs 2 or more"),
     ("evosax:CMA_ES", {"shaping": "chebyshev", "population_size": 1},
      r"population_size must be >= 2"),
@@ -146,6 +174,8 @@ def test_match_rows_equals_a_brute_force_search():
     ("evosax:MR15_GA", {"strategy_params": ("std_min=low",)},
      r"strategy parameter std_min='low'; expected a number"),
     ("evosax:MR15_GA", {"strategy_params": ("std_min",)}, r"expected NAME=VALUE"),
+    ("evosax:MR15_GA", {"genotype": "binary"},
+     r"genotype 'binary' for MR15_GA; expected one of \('unit', 'index'\)"),
 ])
 def test_bad_input_is_one_line(name, options, message):
     n_objectives = options.pop("n_objectives", 2)
@@ -181,6 +211,12 @@ def test_experiment_config_accepts_evosax_names():
     options = algorithm_options("evosax:MR15_GA", config)
     algorithm = make_algorithm("evosax:MR15_GA", SPACE, 2, **options)
     assert algorithm.strategy_params == (("std_max", 1.0), ("std_min", 0.25))
+    assert algorithm.genotype == "unit"
+    config = config_from_args(build_parser().parse_args(args + ["--genotype", "index"]))
+    assert make_algorithm("evosax:MR15_GA", SPACE, 2, **algorithm_options(
+        "evosax:MR15_GA", config)).genotype == "index"
+    with pytest.raises(ValueError, match=r"genotype='real'; expected one of \('unit', 'index'\)"):
+        SearchConfig(algorithms=("evosax:CMA_ES",), budget=64, genotype="real")
     with pytest.raises(ValueError, match="unknown evosax strategy"):
         SearchConfig(algorithms=("evosax:Nope",), budget=64)
 

@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategy-param", action="append", metavar="NAME=VALUE",
                         help="a field of the evosax strategy's Params, e.g. std_min=0.25 for "
                              "evosax:MR15_GA; repeatable")
+    parser.add_argument("--genotype", choices=("unit", "index"),
+                        help="what evosax:<Strategy> algorithms search: one real per gene in "
+                             "the unit box of choices (unit, default) or the choice index "
+                             "itself, rounded (index: steps are in choices)")
     parser.add_argument("--objectives", help="comma list, e.g. perplexity,latency:a100")
     parser.add_argument("--budget", type=int, help="evaluations per run")
     parser.add_argument("--seeds", type=int, help="runs per algorithm (seeds 0..K-1)")

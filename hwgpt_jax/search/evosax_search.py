@@ -1,7 +1,9 @@
 """Any evosax strategy as a multi-objective architecture search (`evosax:<StrategyName>`).
 
 evosax (Lange, GECCO 2023) strategies minimize one scalar fitness over real vectors. This
-wrapper gives them (1) a genotype: one real per gene, decoded to choice indices (`decode`),
+wrapper gives them (1) a genotype: one real per gene, decoded to choice indices, either a
+value in the unit box of choices (`decode`; the default) or the choice index itself, rounded
+(`genotype="index"`: a step of 1 is one choice in every gene, as a discrete GA mutates),
 and (2) a scalar fitness from the objectives and constraint violation by a multi-objective
 shaping (`hwgpt_jax.search.shaping`: nsga2, hv, chebyshev), computed before evosax's `tell`
 (whose best-solution bookkeeping needs one scalar per candidate).
@@ -56,6 +58,7 @@ PREFIX = "evosax:"
 # evosax strategies whose `tell` keeps the best `population_size` of old members + new
 # candidates: nsga2 shaping may stop ranking there (`nsga2_scores`).
 TRUNCATION_SURVIVAL = frozenset({"MR15_GA"})
+GENOTYPES = ("unit", "index")
 # Strategy coordinate x maps to the unit value 0.5 + x / GENOTYPE_SPAN: evosax's unit-std
 # defaults (std_init = 1, GA mutation std 1) then span the box of choices.
 GENOTYPE_SPAN = 4.0
@@ -111,12 +114,15 @@ class EvosaxSearch(SearchAlgorithm):
                  strategy: str | type = "CMA_ES", shaping: str = "nsga2",
                  population_size: int = 256, archive_size: int = 1024,
                  strategy_options: tuple[tuple[str, Any], ...] = (),
-                 strategy_params: Any = ()):
+                 strategy_params: Any = (), genotype: str | None = None):
         """`strategy`: an evosax strategy name or an evosax algorithm class (our own
         NSGA-II, MO-RE); `strategy_options`: extra constructor options of that class;
         `strategy_params`: values of fields of the strategy's evosax `Params` (pairs, a
         mapping or 'NAME=VALUE' strings, e.g. MR15_GA's `std_min=0.25`); `archive_size` 0
-        keeps no archive (the runner's trajectory has every evaluation)."""
+        keeps no archive (the runner's trajectory has every evaluation); `genotype`: 'unit'
+        (a real per gene over the box of choices, evosax strategies' default) or 'index'
+        (a real per gene holding the choice index, rounded: steps are in choices; our
+        NSGA-II and MO-RE work on it only)."""
         super().__init__(space, n_objectives, n_constraints)
         if isinstance(strategy, str) and strategy not in EVOSAX_STRATEGIES:
             raise ValueError(f"unknown evosax strategy {strategy!r}; expected one of "
@@ -134,7 +140,11 @@ class EvosaxSearch(SearchAlgorithm):
         self.strategy_options = tuple(strategy_options)
         if isinstance(strategy, str):
             self.name = PREFIX + strategy
-        self.genotype = getattr(self.strategy_class, "genotype", "unit")
+        own = getattr(self.strategy_class, "genotype", None)  # our classes: index only
+        self.genotype = genotype or own or "unit"
+        if self.genotype not in GENOTYPES or (own and self.genotype != own):
+            raise ValueError(f"genotype {genotype!r} for {self.strategy_name}; expected "
+                             f"{f'{own!r} (its only one)' if own else f'one of {GENOTYPES}'}")
         self.population_size = self.batch_size = self.min_budget = population_size
         self.archive_size = archive_size
         self.strategy_params: tuple[tuple[str, float], ...] = ()
@@ -166,7 +176,7 @@ class EvosaxSearch(SearchAlgorithm):
     def _configuration(self) -> tuple[Any, ...]:
         return (type(self), self.space, self.n_objectives, self.n_constraints,
                 self.strategy_class, self.strategy_options, self.strategy_params, self.shaping,
-                self.population_size, self.archive_size)
+                self.population_size, self.archive_size, self.genotype)
 
     @property
     def shaping_note(self) -> str | None:
@@ -180,7 +190,7 @@ class EvosaxSearch(SearchAlgorithm):
     def strategy(self) -> Any:
         """The evosax strategy object (built on demand: it is not part of the hash)."""
         options = dict(self.strategy_options)
-        if self.genotype == "index":
+        if getattr(self.strategy_class, "genotype", None) == "index":  # our NSGA-II, MO-RE
             options["cardinality"] = self.cardinality
         return self.strategy_class(population_size=self.population_size,
                                    solution=jnp.zeros(self.n_genes), **options)
@@ -217,7 +227,7 @@ class EvosaxSearch(SearchAlgorithm):
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             raise ValueError(
                 f"evosax strategy {self.strategy_name!r} cannot run on the {self.n_genes}-gene "
-                f"{'index' if self.genotype == 'index' else 'real'} genotype with "
+                f"{'choice-index' if self.genotype == 'index' else 'unit-box'} genotype with "
                 f"population_size {self.population_size}: {reason}"
             ) from None
 
@@ -236,8 +246,10 @@ class EvosaxSearch(SearchAlgorithm):
                 pending = jax.random.uniform(key_x, (p, self.n_genes), minval=-0.5, maxval=0.5)
                 pending = pending * GENOTYPE_SPAN
             n_members = getattr(strategy_state, _member_fields(strategy_state)[0]).shape[0]
-        else:
-            strategy_state = strategy.init(key_strategy, jnp.zeros(self.n_genes), params.strategy)
+        else:  # the search distribution starts at the middle of the box of choices
+            middle = (jnp.zeros(self.n_genes) if self.genotype == "unit" else
+                      (jnp.asarray(self.cardinality, jnp.float32) - 1) / 2)
+            strategy_state = strategy.init(key_strategy, middle, params.strategy)
             pending, n_members = jnp.zeros((p, self.n_genes)), p
         return State(
             strategy=_strong(strategy_state), pending=pending,
@@ -367,5 +379,5 @@ def _strong(tree: Any) -> Any:
     return jax.tree.map(lambda leaf: jnp.array(leaf, dtype=jnp.asarray(leaf).dtype), tree)
 
 
-__all__ = ["GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "decode",
+__all__ = ["GENOTYPES", "GENOTYPE_SPAN", "PREFIX", "SHAPINGS", "EvosaxSearch", "decode",
            "index_to_genes", "match_rows", "strategy_names", "unit_to_genes"]

@@ -28,6 +28,7 @@ import pandas as pd
 from hwgpt_jax.base.files import write_parquet_atomic, write_text_atomic
 from hwgpt_jax.base.metadata import provenance
 from hwgpt_jax.search.base import Problem
+from hwgpt_jax.search.evosax_search import GENOTYPES
 from hwgpt_jax.search.objectives import (
     SUPERNET_METRIC,
     build_problem,
@@ -76,6 +77,7 @@ class SearchConfig:
     ref_point: float = 1.0
     shaping: str = "nsga2"  # multi-objective fitness shaping of the evosax:<Strategy> methods
     strategy_params: tuple[str, ...] = ()  # 'NAME=VALUE' fields of evosax strategies' Params
+    genotype: str = "unit"  # of evosax:<Strategy>: unit (box of choices) or index (choices)
     objectives: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()  # 'METRIC<=VALUE' or 'METRIC>=VALUE'
     scale: str = ""  # "" = that of the benchmark or checkpoint, else tiny
@@ -99,6 +101,8 @@ class SearchConfig:
         for name in self.algorithms:
             check_algorithm_name(name)  # an unknown evosax strategy lists the strategies
         get_shaping(self.shaping)
+        if self.genotype not in GENOTYPES:
+            raise ValueError(f"genotype={self.genotype!r}; expected one of {GENOTYPES}")
         if self.seeds < 1 or self.budget < 1:
             raise ValueError(f"seeds and budget must be >= 1; got {self.seeds}, {self.budget}")
         for name, low in (("val_windows", 1), ("export", 0)):
@@ -129,7 +133,7 @@ def algorithm_options(name: str, config: SearchConfig) -> dict[str, Any]:
     if name.startswith(EVOSAX_PREFIX):
         return {"population_size": config.population_size, "shaping": config.shaping,
                 "archive_size": max(config.population_size, 64),
-                "strategy_params": config.strategy_params}
+                "strategy_params": config.strategy_params, "genotype": config.genotype}
     if name == "random_search":
         return {"batch_size": config.population_size}
     if name == "mo_regularized_evolution":
