@@ -49,6 +49,31 @@ def test_constrained_ranks_put_feasible_first_then_by_violation():
 
 
 @pytest.mark.parametrize("n_objectives", [2, 3])
+def test_non_dominated_mask_equals_brute_force_at_padded_sizes(n_objectives):
+    """The mask pads to `mask_rows` rows; the padding changes no point's membership, and
+    sizes in one bucket share one compiled program."""
+    rng = np.random.default_rng(6)
+    for n in (1, 5, 64, 65, 100, 600):
+        points = rng.integers(0, 6, (n, n_objectives)).astype(np.float32)  # ties, copies
+        points[rng.random(n) < 0.05] = np.inf  # failed measurements count as worst
+        violation = np.where(rng.random(n) < 0.7, 0.0, rng.random(n)).astype(np.float32)
+        for given in (None, violation):
+            feasible = np.ones(n, bool) if given is None else given <= 0
+            p = points[feasible]
+            dominated = np.any(np.all(p[:, None] <= p[None], -1) & np.any(p[:, None] < p[None], -1),
+                               axis=0)
+            want = np.zeros(n, bool)
+            want[np.flatnonzero(feasible)[~dominated]] = True
+            got = np.asarray(pareto.non_dominated_mask(points, given))
+            np.testing.assert_array_equal(got, want, err_msg=f"n={n} violation={given is not None}")
+        assert n <= pareto.mask_rows(n) <= max(64, 2 * n) and pareto.mask_rows(n) <= 1.125 * n + 64
+    compiled = pareto.pareto_ranks._cache_size()
+    pareto.non_dominated_mask(rng.random((70, n_objectives)))
+    pareto.non_dominated_mask(rng.random((120, n_objectives)))  # same 128-row bucket as 65, 100
+    assert pareto.pareto_ranks._cache_size() == compiled
+
+
+@pytest.mark.parametrize("n_objectives", [2, 3])
 def test_crowding_distance_equals_numpy_reference(n_objectives):
     points = np.random.default_rng(5).random((120, n_objectives))
     ranks = reference_ranks(points)

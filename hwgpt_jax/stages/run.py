@@ -72,9 +72,11 @@ class RunConfig:
 
     @classmethod
     def micro(cls, **changes: Any) -> RunConfig:
-        """CI-sized: seconds per stage, numbers meaningless, every artifact still produced."""
+        """CI-sized: seconds per stage, numbers meaningless, every artifact still produced.
+        (Batch 2 x 16 tokens, as the tests' other tiny runs: a shared compilation cache serves
+        the training programs.)"""
         return cls(**({"train_steps": 2, "n_evaluate": 16, "eval_windows": 2, "n_profile": 5,
-                       "train_overrides": (("seq_len", 32), ("batch_size", 2),
+                       "train_overrides": (("seq_len", 16), ("batch_size", 2),
                                            ("num_random_archs", 0), ("eval_windows", 2)),
                        "profile_reps": 2, "algorithms": ("random_search", "nsga2"),
                        "search_budget": 64, "search_seeds": 2, "population_size": 16,
