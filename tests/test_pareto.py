@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from oracles import reference_crowding, reference_ranks
 
+from hwgpt_jax.base.batching import padded_rows
 from hwgpt_jax.search import pareto
 
 # Ranks, crowding, selection
@@ -50,7 +51,7 @@ def test_constrained_ranks_put_feasible_first_then_by_violation():
 
 @pytest.mark.parametrize("n_objectives", [2, 3])
 def test_non_dominated_mask_equals_brute_force_at_padded_sizes(n_objectives):
-    """The mask pads to `mask_rows` rows; the padding changes no point's membership, and
+    """The mask pads to `padded_rows` rows; the padding changes no point's membership, and
     sizes in one bucket share one compiled program."""
     rng = np.random.default_rng(6)
     for n in (1, 5, 64, 65, 100, 600):
@@ -66,7 +67,7 @@ def test_non_dominated_mask_equals_brute_force_at_padded_sizes(n_objectives):
             want[np.flatnonzero(feasible)[~dominated]] = True
             got = np.asarray(pareto.non_dominated_mask(points, given))
             np.testing.assert_array_equal(got, want, err_msg=f"n={n} violation={given is not None}")
-        assert n <= pareto.mask_rows(n) <= max(64, 2 * n) and pareto.mask_rows(n) <= 1.125 * n + 64
+        assert n <= padded_rows(n) <= max(64, 2 * n) and padded_rows(n) <= 1.125 * n + 64
     compiled = pareto.pareto_ranks._cache_size()
     pareto.non_dominated_mask(rng.random((70, n_objectives)))
     pareto.non_dominated_mask(rng.random((120, n_objectives)))  # same 128-row bucket as 65, 100

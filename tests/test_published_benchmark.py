@@ -54,6 +54,19 @@ def test_every_mode_answers_a_batch(bench_s):
     assert all(v.shape == (7,) for v in sample.values())
 
 
+def test_batches_of_nearby_sizes_share_a_program_and_rows_do_not_depend_on_the_size(bench_s):
+    archs = bench_s.space.sample(jax.random.key(3), 120)
+    key = jax.random.key(4)
+    whole = bench_s.query(archs, ["perplexity", "energy:a100"], mode="sample", key=key)
+    compiles = bench_s.compiles
+    part = bench_s.query(jax.tree.map(lambda x: x[:70], archs), ["perplexity", "energy:a100"],
+                         mode="sample", key=key)  # 70 and 120 archs: one 128-row program
+    assert bench_s.compiles == compiles
+    for name, values in part.items():
+        assert values.shape == (70,)
+        np.testing.assert_array_equal(values, np.asarray(whole[name])[:70])
+
+
 def test_ground_truth_equals_the_archive_for_measured_archs(bench_s, published_path):
     data = {d.key: d for d in load_published(published_path("s"))}
     picks = np.array([0, 17, 4242, 9999])

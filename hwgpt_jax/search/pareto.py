@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hwgpt_jax.base.batching import padded_rows
+
 # Re-exported, so `from hwgpt_jax.search.pareto import hypervolume` keeps working.
 from hwgpt_jax.search.hypervolume import (  # noqa: F401
     hypervolume,
@@ -211,23 +213,14 @@ def pareto_ranks(
     return _pareto_ranks(prepared, n_keep, violation, None)
 
 
-def mask_rows(n: int) -> int:
-    """Rows `non_dominated_mask` computes over for n points: a power of two up to 512 (at
-    least 64), then a multiple of an eighth of the power of two below n (at most 12.5 %
-    padding), so that fronts of nearby sizes share one compiled program."""
-    if n <= 512:
-        return max(64, 1 << max(n - 1, 0).bit_length())
-    step = 1 << (n.bit_length() - 4)
-    return -(-n // step) * step
-
-
 def non_dominated_mask(objectives: jax.Array, violation: jax.Array | None = None) -> jax.Array:
-    """(N,) bool: the point is on the (feasible, if `violation` given) Pareto front."""
+    """(N,) bool: the point is on the (feasible, if `violation` given) Pareto front. Computed
+    over `padded_rows(N)` rows, so that fronts of nearby sizes share one compiled program."""
     objectives = jnp.asarray(objectives)
     if objectives.ndim != 2:
         raise ValueError(f"objectives must have shape (N, M); got {objectives.shape}")
     objectives = objectives.astype(jnp.promote_types(objectives.dtype, jnp.float32))
-    n, pad = objectives.shape[0], mask_rows(objectives.shape[0]) - objectives.shape[0]
+    n, pad = objectives.shape[0], padded_rows(objectives.shape[0]) - objectives.shape[0]
     # Padding rows are +inf (infeasible too): they rank behind every point and dominate none.
     objectives = jnp.pad(objectives, ((0, pad), (0, 0)), constant_values=jnp.inf)
     padded = None if violation is None else jnp.pad(

@@ -1,0 +1,16 @@
+"""Batch sizes rounded up to a few buckets, so that host-side calls on batches of nearby sizes
+share one compiled program instead of compiling one per size."""
+
+from __future__ import annotations
+
+
+def padded_rows(n: int) -> int:
+    """Rows to compute a batch of n over: a power of two up to 512 (at least 64), then a
+    multiple of an eighth of the power of two below n (at most 12.5 % padding)."""
+    if n <= 512:
+        return max(64, 1 << max(n - 1, 0).bit_length())
+    step = 1 << (n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+__all__ = ["padded_rows"]
