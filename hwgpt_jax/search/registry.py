@@ -48,7 +48,8 @@ def make_algorithm(name: str, space: SearchSpace, n_objectives: int, n_constrain
     """Build a registered algorithm by name; `config` are its constructor options.
 
     `evosax:<Strategy>` (e.g. `evosax:CMA_ES`) wraps that evosax strategy as a multi-objective
-    search (`EvosaxSearch`; options `shaping`, `population_size`, `archive_size`).
+    search (`EvosaxSearch`; options `shaping`, `population_size`, `archive_size`,
+    `strategy_params`, `genotype`).
     """
     check_algorithm_name(name)
     if name.startswith(EVOSAX_PREFIX):
