@@ -96,6 +96,17 @@ def test_sample_is_deterministic_and_jittable():
     assert space.arch_ids(a) != space.arch_ids(c)
 
 
+def test_a_sample_is_the_first_rows_of_a_larger_one():
+    """Outside jit, n archs are drawn as `padded_rows(n)` and cut: the rows do not depend on n."""
+    space = get_space("s")
+    key = jax.random.key(11)
+    larger = space.genes(jax.tree.map(np.asarray, space.sample(key, 700)))
+    for n in (1, 5, 70, 120, 600):
+        sample = space.sample(key, n)
+        assert sample.embed_dim.shape == (n,)
+        np.testing.assert_array_equal(space.genes(jax.tree.map(np.asarray, sample)), larger[:n])
+
+
 def test_sample_unique():
     space = get_space("tiny")
     archs = space.sample_unique(jax.random.key(0), 2000)
