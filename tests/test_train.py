@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -157,11 +159,25 @@ def reference_run(corpus, tmp_path_factory):
     return trainer, out
 
 
-def test_resume_equals_uninterrupted(corpus, tmp_path, reference_run):
+@pytest.fixture(scope="module")
+def diverged_run(corpus, tmp_path_factory):
+    """A run stopped by a non-finite loss at step 3, after its step-2 checkpoint: the folder
+    and the error's message."""
+    out = tmp_path_factory.mktemp("diverged")
+    trainer = Trainer(tiny_config(corpus), out)
+    trainer.run(until=2)
+    trainer.params = jax.tree.map(lambda x: x * np.nan, trainer.params)
+    with pytest.raises(TrainingDivergedError) as error:
+        trainer.step()
+    trainer.close()
+    return out, str(error.value)
+
+
+def test_resume_equals_uninterrupted(corpus, tmp_path, reference_run, diverged_run):
+    """A run stopped after its step-2 checkpoint (here by a non-finite loss at step 3) and
+    resumed ends where the uninterrupted run does."""
     reference, _ = reference_run
-    first = Trainer(tiny_config(corpus), tmp_path)
-    first.run(until=2)  # "killed" after the step-2 checkpoint
-    first.close()
+    shutil.copytree(diverged_run[0], tmp_path, dirs_exist_ok=True)  # the original stays as is
     resumed = Trainer(tiny_config(corpus), tmp_path, resume=True)
     assert resumed.step_count == 2
     last = resumed.run()
@@ -193,14 +209,10 @@ def test_loss_decreases_and_validation_orders(reference_run):
     assert all(np.isfinite(v) and v > 1 for v in val.values())
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path):
-    trainer = Trainer(tiny_config(corpus), tmp_path)
-    trainer.run(until=2)
-    trainer.params = jax.tree.map(lambda x: x * np.nan, trainer.params)
-    with pytest.raises(TrainingDivergedError, match="non-finite loss .* step 3.*step 2"):
-        trainer.step()
-    trainer.close()
-    params, meta = load_trained_params(tmp_path)
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(diverged_run):
+    out, message = diverged_run
+    assert re.search("non-finite loss .* step 3.*step 2", message), message
+    params, meta = load_trained_params(out)
     assert meta["step"] == 2
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
 
