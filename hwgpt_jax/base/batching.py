@@ -3,6 +3,11 @@ share one compiled program instead of compiling one per size."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
+import jax
+
 
 def padded_rows(n: int) -> int:
     """Rows to compute a batch of n over: a power of two up to 512 (at least 64), then a
@@ -13,4 +18,10 @@ def padded_rows(n: int) -> int:
     return -(-n // step) * step
 
 
-__all__ = ["padded_rows"]
+@partial(jax.jit, static_argnames="n")
+def first_rows(tree: Any, n: int) -> Any:
+    """The first n rows of every array of `tree`, in one dispatch (not one per array)."""
+    return jax.tree.map(lambda x: x[:n], tree)
+
+
+__all__ = ["first_rows", "padded_rows"]

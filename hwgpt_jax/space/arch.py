@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from hwgpt_jax.base.batching import padded_rows
+from hwgpt_jax.base.batching import first_rows, padded_rows
 from hwgpt_jax.space import rules
 
 SCALES = ("tiny", "s", "m", "l")
@@ -165,7 +165,7 @@ class SearchSpace:
         one compiled program."""
         if isinstance(key, jax.core.Tracer):
             return _sample(key, self, n)
-        return _first_rows(_sample(key, self, padded_rows(n)), n)
+        return first_rows(_sample(key, self, padded_rows(n)), n)
 
     def sample_unique(self, key: jax.Array, n: int, max_rounds: int = 100) -> Arch:
         """Draw n distinct archs (NumPy arrays, in order of first appearance)."""
@@ -386,11 +386,6 @@ def _parse_bool(value: Any, where: str = "bias", strings: bool = False) -> bool:
         return value in ("True", "true")
     expected = "true or false" + (" (or the strings 'True'/'False')" if strings else "")
     raise ValueError(f"{where}={_show(value)} is not a boolean; expected {expected}")
-
-
-@partial(jax.jit, static_argnames="n")
-def _first_rows(archs: Arch, n: int) -> Arch:
-    return jax.tree.map(lambda x: x[:n], archs)
 
 
 @partial(jax.jit, static_argnames=("space", "n"))

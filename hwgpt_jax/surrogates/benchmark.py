@@ -20,6 +20,7 @@ and renamed into place.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hwgpt_jax.base.batching import padded_rows
+from hwgpt_jax.base.batching import first_rows, padded_rows
 from hwgpt_jax.space.arch import Arch, SearchSpace, get_space
 from hwgpt_jax.space.encoding import encode
 from hwgpt_jax.space.rules import is_valid
@@ -195,8 +196,8 @@ class Benchmark:
         n = len(archs)
         padded = jax.tree.map(lambda x: np.concatenate(
             [x, np.repeat(x[:1], padded_rows(n) - n, axis=0)]), archs)
-        values, valid = fn(states, padded, key if key is not None else jax.random.key(0))
-        values = [v[:n] for v in values]
+        values, valid = fn(states, padded, key if key is not None else _unused_key())
+        values = first_rows(list(values), n)
         if not bool(valid):
             # The membership test ran inside the query; only a bad batch pays for the host-side
             # check, which names the field, the value and the allowed choices.
@@ -333,6 +334,12 @@ class Benchmark:
             raise ValueError(f"{directory} holds surrogates of scale {found!r}, expected "
                              f"{scale!r}")
         return cls(surrogates, tables)
+
+
+@functools.cache
+def _unused_key() -> jax.Array:
+    """The key passed to queries that draw nothing (made once: a key costs a dispatch)."""
+    return jax.random.key(0)
 
 
 def _predict_all(specs: Sequence[SurrogateSpec], states: Sequence[dict], space: SearchSpace,
