@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import jax
-
 from hwgpt_jax.cli.runtime import reexec_with_tuned_allocator
 
 
@@ -34,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="arguments of `hwgpt train`, after --")
     args = parser.parse_args(argv)
+    import jax  # here, not at the top: the allocator restart would import it twice
+
     jax.distributed.initialize(coordinator_address=args.coordinator,
                                num_processes=args.num_processes, process_id=args.process_id)
     from hwgpt_jax.cli import main as hwgpt_main  # after initialize(): it must come first
